@@ -1,0 +1,43 @@
+# Timebank — the two commands a newcomer needs are `make run` and `make test`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+COMMUNITY ?= demo
+
+.PHONY: run test bench package deploy destroy ledger-check clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+## Start the whole system locally on an embedded moto endpoint: http://127.0.0.1:8000
+run: $(STAMP)
+	$(PY) -m local.run
+
+## The whole test suite.
+test: $(STAMP)
+	$(PY) -m pytest -n 2 --dist loadfile
+
+## Print DynamoDB calls/items per business operation and cold import times.
+bench: $(STAMP)
+	$(PY) -m bench
+
+## Build the deployable artefacts for one community: make package COMMUNITY=demo
+package: $(STAMP)
+	$(PY) -m infra.package --community $(COMMUNITY)
+
+deploy: $(STAMP)
+	$(PY) -m infra.deploy deploy --community $(COMMUNITY) $(if $(DRY_RUN),--dry-run,)
+
+destroy: $(STAMP)
+	$(PY) -m infra.deploy destroy --community $(COMMUNITY) $(if $(DRY_RUN),--dry-run,)
+
+## Check the ledger invariants against the configured endpoint (local moto or AWS).
+ledger-check: $(STAMP)
+	$(PY) -m functions.ledger.cli check
+
+clean:
+	rm -rf $(VENV) build dist .pytest_cache *.egg-info

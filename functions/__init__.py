@@ -1,0 +1,1 @@
+"""Timebank: the serverless backend of a community time bank (时间银行)."""

@@ -1,0 +1,1 @@
+"""Shared core: errors, settings, validation, ids, clock and the HTTP plumbing every domain uses."""

@@ -1,0 +1,1 @@
+"""Identity: WeChat login, residents, households and dependants, roles, verification."""

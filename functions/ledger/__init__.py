@@ -1,0 +1,1 @@
+"""Ledger: accounts, transfers, holds, settlement, statements, reconciliation (TigerBeetle-style)."""

@@ -1,0 +1,1 @@
+"""Service requests (orders): 6+X categories and tariffs, posting, feed, lifecycle, matching."""
