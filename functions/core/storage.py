@@ -67,14 +67,8 @@ def table_definitions() -> list[dict[str, Any]]:
         definition: dict[str, Any] = {
             "TableName": model.Meta.table_name,
             "LogicalName": model.Meta.logical_name,  # type: ignore[attr-defined]
-            "AttributeDefinitions": [
-                {"AttributeName": a["attribute_name"], "AttributeType": a["attribute_type"]}
-                for a in schema["attribute_definitions"]
-            ],
-            "KeySchema": [
-                {"AttributeName": k["attribute_name"], "KeyType": k["key_type"]}
-                for k in schema["key_schema"]
-            ],
+            "AttributeDefinitions": sorted(schema["attribute_definitions"], key=lambda a: a["AttributeName"]),
+            "KeySchema": _hash_first(schema["key_schema"]),
             "BillingMode": "PAY_PER_REQUEST",
             "TimeToLiveAttribute": model.Meta.ttl_attribute,  # type: ignore[attr-defined]
         }
@@ -85,18 +79,18 @@ def table_definitions() -> list[dict[str, Any]]:
     return out
 
 
+def _hash_first(key_schema: list[dict[str, str]]) -> list[dict[str, str]]:
+    # DynamoDB wants HASH before RANGE; PynamoDB lists attributes alphabetically.
+    return sorted(({"AttributeName": k["AttributeName"], "KeyType": k["KeyType"]} for k in key_schema),
+                  key=lambda k: k["KeyType"] != "HASH")
+
+
 def _index(index: dict[str, Any]) -> dict[str, Any]:
-    projection = index["projection"]
     converted: dict[str, Any] = {
-        "IndexName": index["index_name"],
-        "KeySchema": [
-            {"AttributeName": k["attribute_name"], "KeyType": k["key_type"]}
-            for k in index["key_schema"]
-        ],
-        "Projection": {"ProjectionType": projection["ProjectionType"]},
+        "IndexName": index["IndexName"],
+        "KeySchema": _hash_first(index["KeySchema"]),
+        "Projection": dict(index["Projection"]),
     }
-    if projection.get("NonKeyAttributes"):
-        converted["Projection"]["NonKeyAttributes"] = projection["NonKeyAttributes"]
     return converted
 
 
