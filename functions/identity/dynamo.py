@@ -1,0 +1,375 @@
+"""DynamoDB adapter of the identity store (PynamoDB).
+
+Tables (names ``timebank-<community>-<logical>``):
+
+- ``logins``            openid → resident link, status, stored roles, token version. Authentication
+                        reads exactly this one item per call.
+- ``household-members`` (household_id, member_id): residents and dependants of a household, so a
+                        household is ONE strongly consistent Query. Indexes: ``by-member-id``
+                        (find a member from its id alone) and ``by-status`` (residents only — a
+                        sparse index, dependants have no status — for the admin review queue).
+- ``households``        household_id (derived from the normalised address) → address as first
+                        registered, starting-credits mark.
+- ``household-relatives`` (household_id, relative_household_id): one side's declaration; index
+                        ``by-relative`` lists who declared a household.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pynamodb.attributes import NumberAttribute, UnicodeAttribute, UnicodeSetAttribute
+from pynamodb.connection import Connection
+from pynamodb.exceptions import DeleteError, PutError, TransactWriteError
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.models import Model
+from pynamodb.transactions import TransactWrite
+
+from functions.core import clock
+from functions.core.errors import AlreadyExists, Conflict, ValidationError
+from functions.core.storage import make_meta, region, table
+from functions.identity.domain import (
+    KIND_DEPENDANT, KIND_RESIDENT, ROLE_RESIDENT, Address, Dependant, Household, Login, RelativeDeclaration, Resident,
+)
+from functions.identity.store import Member
+
+_BAD_CURSOR = ValidationError(details={"fields": {"cursor": "is not a cursor this API returned"}})
+
+
+def _iso(value: datetime | None) -> str | None:
+    return clock.isoformat(value) if value is not None else None
+
+
+def _dt(value: str | None) -> datetime | None:
+    return clock.parse_iso(value) if value else None
+
+
+_CONFLICT_RETRIES = 3
+
+
+def _only_conflicts(error: TransactWriteError) -> bool:
+    codes = {reason.code for reason in error.cancellation_reasons if reason is not None}
+    return codes == {"TransactionConflict"}
+
+
+def _condition_failed(error: Exception) -> bool:
+    return getattr(error, "cause_response_code", None) == "ConditionalCheckFailedException"
+
+
+# --- models ----------------------------------------------------------------------------------
+
+
+@table
+class LoginRecord(Model):
+    Meta = make_meta("logins")
+    openid = UnicodeAttribute(hash_key=True)
+    resident_id = UnicodeAttribute(null=True)
+    household_id = UnicodeAttribute(null=True)
+    status = UnicodeAttribute(null=True)
+    roles = UnicodeSetAttribute(null=True)
+    token_version = NumberAttribute(null=True)
+
+
+class MemberIdIndex(GlobalSecondaryIndex):
+    class Meta:
+        index_name = "by-member-id"
+        projection = AllProjection()
+
+    member_id = UnicodeAttribute(hash_key=True)
+
+
+class MemberStatusIndex(GlobalSecondaryIndex):
+    class Meta:
+        index_name = "by-status"
+        projection = AllProjection()
+
+    status = UnicodeAttribute(hash_key=True)
+    # Member ids are time-ordered (``core.ids.new_id``): oldest first, and unique unlike a timestamp.
+    member_id = UnicodeAttribute(range_key=True)
+
+
+@table
+class MemberRecord(Model):
+    Meta = make_meta("household-members")
+    household_id = UnicodeAttribute(hash_key=True)
+    member_id = UnicodeAttribute(range_key=True)
+    kind = UnicodeAttribute()
+    name = UnicodeAttribute()
+    birth_year = NumberAttribute()
+    created_at = UnicodeAttribute()
+    # residents
+    openid = UnicodeAttribute(null=True)
+    phone = UnicodeAttribute(null=True)
+    building = UnicodeAttribute(null=True)
+    unit = UnicodeAttribute(null=True)
+    room = UnicodeAttribute(null=True)
+    status = UnicodeAttribute(null=True)
+    roles = UnicodeSetAttribute(null=True)
+    reviewed_at = UnicodeAttribute(null=True)
+    reviewed_by = UnicodeAttribute(null=True)
+    rejection_reason = UnicodeAttribute(null=True)
+    # dependants
+    relation = UnicodeAttribute(null=True)
+    created_by = UnicodeAttribute(null=True)
+    content_hash = UnicodeAttribute(null=True)
+
+    by_member_id = MemberIdIndex()
+    by_status = MemberStatusIndex()
+
+
+@table
+class HouseholdRecord(Model):
+    Meta = make_meta("households")
+    household_id = UnicodeAttribute(hash_key=True)
+    building = UnicodeAttribute()
+    unit = UnicodeAttribute()
+    room = UnicodeAttribute()
+    created_at = UnicodeAttribute()
+    credits_granted_at = UnicodeAttribute(null=True)
+
+
+class DeclaredByIndex(GlobalSecondaryIndex):
+    class Meta:
+        index_name = "by-relative"
+        projection = AllProjection()
+
+    relative_household_id = UnicodeAttribute(hash_key=True)
+    household_id = UnicodeAttribute(range_key=True)
+
+
+@table
+class RelativeRecord(Model):
+    Meta = make_meta("household-relatives")
+    household_id = UnicodeAttribute(hash_key=True)
+    relative_household_id = UnicodeAttribute(range_key=True)
+    relation = UnicodeAttribute()
+    declared_by = UnicodeAttribute()
+    created_at = UnicodeAttribute()
+
+    by_relative = DeclaredByIndex()
+
+
+# --- conversions -----------------------------------------------------------------------------
+
+
+def _member(record: MemberRecord) -> Member:
+    if record.kind == KIND_RESIDENT:
+        return Resident(
+            id=record.member_id, openid=record.openid or "", household_id=record.household_id, name=record.name,
+            phone=record.phone or "", address=Address(record.building or "", record.unit or "", record.room or ""),
+            birth_year=int(record.birth_year), status=record.status or "", roles=frozenset(record.roles or ()),
+            created_at=_dt(record.created_at), reviewed_at=_dt(record.reviewed_at),
+            reviewed_by=record.reviewed_by, rejection_reason=record.rejection_reason)
+    return Dependant(
+        id=record.member_id, household_id=record.household_id, name=record.name,
+        birth_year=int(record.birth_year), relation=record.relation or "", created_by=record.created_by or "",
+        created_at=_dt(record.created_at), content_hash=record.content_hash or "")
+
+
+def _declaration(record: RelativeRecord) -> RelativeDeclaration:
+    return RelativeDeclaration(household_id=record.household_id,
+                               relative_household_id=record.relative_household_id, relation=record.relation,
+                               declared_by=record.declared_by, created_at=_dt(record.created_at))
+
+
+# --- the store -------------------------------------------------------------------------------
+
+
+class DynamoIdentityStore:
+    def __init__(self) -> None:
+        self._connection: Connection | None = None
+
+    def _tx(self) -> TransactWrite:
+        if self._connection is None:
+            self._connection = Connection(region=region())
+        return TransactWrite(connection=self._connection)
+
+    # logins
+
+    def get_login(self, openid: str) -> Login | None:
+        try:
+            record = LoginRecord.get(openid, consistent_read=True)
+        except LoginRecord.DoesNotExist:
+            return None
+        return Login(openid=record.openid, resident_id=record.resident_id, household_id=record.household_id,
+                     status=record.status, roles=frozenset(record.roles or ()),
+                     token_version=int(record.token_version or 0))
+
+    def bump_token_version(self, openid: str) -> int:
+        record = LoginRecord(openid)
+        record.update(actions=[LoginRecord.token_version.add(1)])
+        return int(record.token_version)
+
+    # residents
+
+    def create_resident(self, resident: Resident, household: Household) -> None:
+        created_at = _iso(resident.created_at)
+        record = MemberRecord(
+            resident.household_id, resident.id, kind=KIND_RESIDENT, name=resident.name,
+            birth_year=resident.birth_year, created_at=created_at, openid=resident.openid, phone=resident.phone,
+            building=resident.address.building, unit=resident.address.unit, room=resident.address.room,
+            status=resident.status, roles=set(resident.roles) or None)
+        for attempt in range(_CONFLICT_RETRIES):
+            try:
+                self._register(resident, household, record)
+                return
+            except TransactWriteError as error:
+                login = self.get_login(resident.openid)
+                if login is not None and login.resident_id is not None:
+                    raise AlreadyExists("您已登记过居民信息", {"resident_id": login.resident_id}) from None
+                # Registrations of one flat in the same instant touch the same household item;
+                # DynamoDB cancels all but one with TransactionConflict. Nothing was written: retry.
+                if not _only_conflicts(error) or attempt == _CONFLICT_RETRIES - 1:
+                    raise Conflict("操作冲突，请重试") from error
+
+    def _register(self, resident: Resident, household: Household, record: MemberRecord) -> None:
+        with self._tx() as tx:
+            tx.update(LoginRecord(resident.openid), actions=[
+                LoginRecord.resident_id.set(resident.id),
+                LoginRecord.household_id.set(resident.household_id),
+                LoginRecord.status.set(resident.status),
+                LoginRecord.roles.add({ROLE_RESIDENT}),
+            ], condition=LoginRecord.resident_id.does_not_exist())
+            tx.save(record, condition=MemberRecord.member_id.does_not_exist())
+            # Concurrent registrations of one flat meet here: whoever comes first sets the
+            # household's fields, the others leave them as they are — one household item.
+            tx.update(HouseholdRecord(household.id), actions=[
+                HouseholdRecord.building.set(HouseholdRecord.building | household.address.building),
+                HouseholdRecord.unit.set(HouseholdRecord.unit | household.address.unit),
+                HouseholdRecord.room.set(HouseholdRecord.room | household.address.room),
+                HouseholdRecord.created_at.set(HouseholdRecord.created_at | _iso(household.created_at)),
+            ])
+
+    def get_resident(self, household_id: str, resident_id: str) -> Resident | None:
+        member = self.get_member(household_id, resident_id)
+        return member if isinstance(member, Resident) else None
+
+    def get_member(self, household_id: str, member_id: str) -> Member | None:
+        try:
+            return _member(MemberRecord.get(household_id, member_id, consistent_read=True))
+        except MemberRecord.DoesNotExist:
+            return None
+
+    def find_member(self, member_id: str) -> Member | None:
+        for record in MemberRecord.by_member_id.query(member_id, limit=1):
+            return _member(record)
+        return None
+
+    def list_members(self, household_id: str) -> list[Member]:
+        return [_member(r) for r in MemberRecord.query(household_id, consistent_read=True)]
+
+    def create_dependant(self, dependant: Dependant) -> bool:
+        record = MemberRecord(
+            dependant.household_id, dependant.id, kind=KIND_DEPENDANT, name=dependant.name,
+            birth_year=dependant.birth_year, created_at=_iso(dependant.created_at), relation=dependant.relation,
+            created_by=dependant.created_by, content_hash=dependant.content_hash)
+        try:
+            record.save(condition=MemberRecord.member_id.does_not_exist())
+        except PutError as error:
+            if _condition_failed(error):
+                return False
+            raise
+        return True
+
+    def update_resident_status(self, resident: Resident, expected_status: str) -> bool:
+        reason_action = (MemberRecord.rejection_reason.set(resident.rejection_reason)
+                         if resident.rejection_reason is not None else MemberRecord.rejection_reason.remove())
+        try:
+            with self._tx() as tx:
+                tx.update(MemberRecord(resident.household_id, resident.id), actions=[
+                    MemberRecord.status.set(resident.status),
+                    MemberRecord.reviewed_at.set(_iso(resident.reviewed_at)),
+                    MemberRecord.reviewed_by.set(resident.reviewed_by),
+                    reason_action,
+                ], condition=MemberRecord.status == expected_status)
+                tx.update(LoginRecord(resident.openid), actions=[LoginRecord.status.set(resident.status)],
+                          condition=LoginRecord.resident_id == resident.id)
+        except TransactWriteError:
+            # Condition failed or a concurrent transaction touched the items: the caller re-reads.
+            return False
+        return True
+
+    def set_roles(self, resident: Resident, roles: frozenset[str]) -> None:
+        with self._tx() as tx:
+            tx.update(MemberRecord(resident.household_id, resident.id), actions=[MemberRecord.roles.set(set(roles))],
+                      condition=MemberRecord.member_id.exists())
+            tx.update(LoginRecord(resident.openid), actions=[LoginRecord.roles.set(set(roles))],
+                      condition=LoginRecord.resident_id == resident.id)
+
+    def list_residents_by_status(self, status: str, limit: int,
+                                 cursor: dict[str, Any] | None) -> tuple[list[Resident], dict[str, Any] | None]:
+        start = self._status_start_key(status, cursor)
+        # One more than asked tells whether a next page exists without an empty last page.
+        records = list(MemberRecord.by_status.query(status, limit=limit + 1, page_size=limit + 1,
+                                                    last_evaluated_key=start))
+        page = [_member(r) for r in records[:limit]]
+        residents = [m for m in page if isinstance(m, Resident)]
+        if len(records) <= limit:
+            return residents, None
+        last = records[limit - 1]
+        return residents, {"h": last.household_id, "m": last.member_id}
+
+    @staticmethod
+    def _status_start_key(status: str, cursor: dict[str, Any] | None) -> dict[str, Any] | None:
+        if cursor is None:
+            return None
+        if set(cursor) != {"h", "m"} or not all(isinstance(v, str) and 0 < len(v) <= 200
+                                                    for v in cursor.values()):
+            raise _BAD_CURSOR
+        return {"household_id": {"S": cursor["h"]}, "member_id": {"S": cursor["m"]}, "status": {"S": status}}
+
+    # households
+
+    def get_household(self, household_id: str) -> Household | None:
+        try:
+            record = HouseholdRecord.get(household_id, consistent_read=True)
+        except HouseholdRecord.DoesNotExist:
+            return None
+        return Household(id=record.household_id, address=Address(record.building, record.unit, record.room),
+                         created_at=_dt(record.created_at), credits_granted_at=_dt(record.credits_granted_at))
+
+    def mark_credits_granted(self, household_id: str, at: datetime) -> None:
+        HouseholdRecord(household_id).update(
+            actions=[HouseholdRecord.credits_granted_at.set(HouseholdRecord.credits_granted_at | _iso(at))],
+            condition=HouseholdRecord.household_id.exists())
+
+    # relatives
+
+    def put_declaration(self, declaration: RelativeDeclaration) -> bool:
+        record = RelativeRecord(declaration.household_id, declaration.relative_household_id,
+                                relation=declaration.relation, declared_by=declaration.declared_by,
+                                created_at=_iso(declaration.created_at))
+        try:
+            record.save(condition=RelativeRecord.household_id.does_not_exist())
+        except PutError as error:
+            if _condition_failed(error):
+                return False
+            raise
+        return True
+
+    def get_declaration(self, household_id: str, relative_household_id: str) -> RelativeDeclaration | None:
+        try:
+            return _declaration(RelativeRecord.get(household_id, relative_household_id, consistent_read=True))
+        except RelativeRecord.DoesNotExist:
+            return None
+
+    def declarations_between(self, first: str, second: str) -> set[tuple[str, str]]:
+        records = RelativeRecord.batch_get([(first, second), (second, first)], consistent_read=True)
+        return {(r.household_id, r.relative_household_id) for r in records}
+
+    def declarations_by(self, household_id: str) -> list[RelativeDeclaration]:
+        return [_declaration(r) for r in RelativeRecord.query(household_id, consistent_read=True)]
+
+    def declarations_of(self, relative_household_id: str) -> list[RelativeDeclaration]:
+        return [_declaration(r) for r in RelativeRecord.by_relative.query(relative_household_id)]
+
+    def delete_declaration(self, household_id: str, relative_household_id: str) -> bool:
+        try:
+            RelativeRecord(household_id, relative_household_id).delete(
+                condition=RelativeRecord.household_id.exists())
+        except DeleteError as error:
+            if _condition_failed(error):
+                return False
+            raise
+        return True
+

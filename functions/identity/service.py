@@ -1,0 +1,296 @@
+"""Identity use cases: registration, households and dependants, relatives, verification.
+
+Plain Python over two ports: an ``IdentityStore`` (DynamoDB or in memory) and a
+``StartingCredits`` granter (the ledger). Handlers call these and map errors; other domains use
+``find_member`` / ``household_member`` / ``resident`` to look people up.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any, Callable, Iterable, Protocol
+
+from functions.core import clock
+from functions.core.errors import (
+    AlreadyExists, BusinessRuleViolation, Conflict, Forbidden, IdempotencyMismatch, LimitExceeded, NotFound,
+    NotVerified,
+)
+from functions.core.ids import content_hash, derived_id, new_id
+from functions.identity.caller import Caller
+from functions.identity.domain import (
+    PENDING, REJECTED, ROLE_RESIDENT, VERIFIED, Address, Dependant, Household, Login, RelativeDeclaration,
+    Resident, effective_roles, household_id_for, reject_changes, rejected, verified, verify_changes,
+)
+from functions.identity.store import IdentityStore, Member
+from functions.identity.views import dependant_view, household_view, member_summary
+
+MAX_DEPENDANTS_PER_HOUSEHOLD = 20
+MAX_RELATIVE_DECLARATIONS = 20
+_STATUS_RETRIES = 3
+
+
+class StartingCredits(Protocol):
+    def grant(self, household_id: str, amount: int, actor: str) -> None:
+        """Credit the household its starting credits exactly once, however often it is called."""
+
+
+@dataclass(frozen=True)
+class IdentityConfig:
+    community_id: str
+    admin_openids: tuple[str, ...]
+    starting_credits: int
+
+
+class NotRegistered(Forbidden):
+    """The caller logged in but has no resident record yet (register with POST /v1/residents)."""
+    code = "NOT_REGISTERED"
+    default_message = "请先登记居民信息"
+
+
+class IdentityService:
+    def __init__(self, store: IdentityStore, starting_credits: StartingCredits, config: IdentityConfig,
+                 now: Callable[[], datetime] = clock.now, make_id: Callable[[str], str] = new_id):
+        self.store = store
+        self.starting_credits = starting_credits
+        self.config = config
+        self._now = now
+        self._new_id = make_id
+
+    # --- who is calling ---------------------------------------------------------------
+
+    def login_state(self, openid: str) -> Login:
+        """One GetItem: the caller's resident link, status, stored roles and token version."""
+        return self.store.get_login(openid) or Login(openid=openid)
+
+    def caller_from(self, login: Login) -> Caller:
+        return Caller(openid=login.openid, resident_id=login.resident_id, household_id=login.household_id,
+                      status=login.status, roles=self.roles_of(login.openid, login.roles))
+
+    def roles_of(self, openid: str, stored: Iterable[str]) -> frozenset[str]:
+        return effective_roles(stored, openid, self.config.admin_openids)
+
+    def resident_of(self, caller: Caller) -> Resident | None:
+        if caller.resident_id is None or caller.household_id is None:
+            return None
+        return self.store.get_resident(caller.household_id, caller.resident_id)
+
+    def me(self, caller: Caller) -> Resident:
+        resident = self.resident_of(caller)
+        if resident is None:
+            raise NotRegistered()
+        return resident
+
+    # --- registration -----------------------------------------------------------------
+
+    def register(self, caller: Caller, *, name: str, phone: str, building: str, unit: str, room: str,
+                 birth_year: int) -> Resident:
+        if caller.resident_id is not None:
+            raise AlreadyExists("您已登记过居民信息", {"resident_id": caller.resident_id})
+        address = Address(building=building, unit=unit, room=room)
+        household_id = household_id_for(self.config.community_id, address)
+        at = self._now()
+        resident = Resident(
+            id=self._new_id("res"), openid=caller.openid, household_id=household_id, name=name, phone=phone,
+            address=address, birth_year=birth_year, status=PENDING, roles=frozenset({ROLE_RESIDENT}),
+            created_at=at)
+        self.store.create_resident(resident, Household(id=household_id, address=address, created_at=at))
+        return resident
+
+    # --- households and dependants ----------------------------------------------------------
+
+    def household(self, caller: Caller) -> dict[str, Any]:
+        """The caller's household with its members and relatives.
+
+        A resident still pending (or rejected) sees only their own entry: anyone can claim an
+        address, and the names and birth years of a household (children included) are shown
+        only to members the community has verified.
+        """
+        me = self.me(caller)
+        household = self.store.get_household(me.household_id)
+        if household is None:  # registration writes both atomically; a missing one is a bug
+            raise NotFound("未找到住户")
+        view = household_view(household)
+        if me.status != VERIFIED:
+            view.update(members=[member_summary(me)], relatives=[], relative_requests=[])
+            return view
+        members = [m for m in self.store.list_members(household.id)
+                   if not (isinstance(m, Resident) and m.status == REJECTED)]
+        view["members"] = [member_summary(m) if isinstance(m, Resident) else dependant_view(m) for m in members]
+        declared = self.store.declarations_by(household.id)
+        declared_ids = {d.relative_household_id for d in declared}
+        incoming = self.store.declarations_of(household.id)
+        incoming_ids = {d.household_id for d in incoming}
+        view["relatives"] = [declaration_view(d, mutual=d.relative_household_id in incoming_ids) for d in declared]
+        # Households that declared this one and wait for it to declare them back.
+        view["relative_requests"] = [
+            {"household_id": d.household_id, "relation": d.relation, "declared_at": clock.isoformat(d.created_at)}
+            for d in incoming if d.household_id not in declared_ids]
+        return view
+
+    def add_dependant(self, caller: Caller, *, name: str, birth_year: int, relation: str,
+                      idempotency_key: str | None) -> Dependant:
+        me = self._verified_resident(caller)
+        fingerprint = content_hash(name, birth_year, relation)
+        if idempotency_key is not None:
+            dependant_id = derived_id("dep", me.id, idempotency_key)
+            existing = self.store.get_member(me.household_id, dependant_id)
+            if existing is not None:
+                return self._same_dependant(existing, fingerprint)
+        else:
+            dependant_id = self._new_id("dep")
+        dependants = [m for m in self.store.list_members(me.household_id) if isinstance(m, Dependant)]
+        if len(dependants) >= MAX_DEPENDANTS_PER_HOUSEHOLD:
+            raise LimitExceeded("家庭成员数量已达上限", {"max_dependants": MAX_DEPENDANTS_PER_HOUSEHOLD})
+        dependant = Dependant(id=dependant_id, household_id=me.household_id, name=name, birth_year=birth_year,
+                              relation=relation, created_by=me.id, created_at=self._now(),
+                              content_hash=fingerprint)
+        if self.store.create_dependant(dependant):
+            return dependant
+        # A concurrent replay of the same key won the conditional write.
+        existing = self.store.get_member(me.household_id, dependant_id)
+        if existing is None:  # pragma: no cover - the write just said it exists
+            raise Conflict()
+        return self._same_dependant(existing, fingerprint)
+
+    @staticmethod
+    def _same_dependant(existing: Member, fingerprint: str) -> Dependant:
+        if not isinstance(existing, Dependant) or existing.content_hash != fingerprint:
+            raise IdempotencyMismatch()
+        return existing
+
+    # --- relatives ------------------------------------------------------------------------
+
+    def declare_relative(self, caller: Caller, relative_household_id: str,
+                         relation: str) -> tuple[RelativeDeclaration, bool, bool]:
+        """Declare another household as relatives: returns (declaration, created, mutual).
+
+        Declaring again with the same relation is a no-op; with another relation it is a
+        conflict (withdraw first) so a stale client cannot silently change it.
+        """
+        me = self._verified_resident(caller)
+        if relative_household_id == me.household_id:
+            raise BusinessRuleViolation("不能把自己的住户登记为亲属", {"household_id": relative_household_id},
+                                        code="OWN_HOUSEHOLD")
+        if self.store.get_household(relative_household_id) is None:
+            raise NotFound("未找到该住户", {"household_id": relative_household_id})
+        existing = self.store.get_declaration(me.household_id, relative_household_id)
+        if existing is None:
+            if len(self.store.declarations_by(me.household_id)) >= MAX_RELATIVE_DECLARATIONS:
+                raise LimitExceeded("亲属住户数量已达上限", {"max_relatives": MAX_RELATIVE_DECLARATIONS})
+            declaration = RelativeDeclaration(household_id=me.household_id,
+                                              relative_household_id=relative_household_id, relation=relation,
+                                              declared_by=me.id, created_at=self._now())
+            if self.store.put_declaration(declaration):
+                mutual = self.store.get_declaration(relative_household_id, me.household_id) is not None
+                return declaration, True, mutual
+            existing = self.store.get_declaration(me.household_id, relative_household_id)
+            if existing is None:  # pragma: no cover - the write just said it exists
+                raise Conflict()
+        if existing.relation != relation:
+            raise AlreadyExists("已登记为亲属，关系不同；请先解除再登记",
+                                {"household_id": relative_household_id, "relation": existing.relation})
+        mutual = self.store.get_declaration(relative_household_id, me.household_id) is not None
+        return existing, False, mutual
+
+    def withdraw_relative(self, caller: Caller, relative_household_id: str) -> None:
+        me = self._verified_resident(caller)
+        if not self.store.delete_declaration(me.household_id, relative_household_id):
+            raise NotFound("未登记该亲属住户", {"household_id": relative_household_id})
+
+    def are_relatives(self, household_id: str, other_household_id: str) -> bool:
+        if household_id == other_household_id:
+            return True
+        return len(self.store.declarations_between(household_id, other_household_id)) == 2
+
+    # --- lookups for other domains --------------------------------------------------------
+
+    def find_member(self, member_id: str) -> Member | None:
+        return self.store.find_member(member_id)
+
+    def household_member(self, household_id: str, member_id: str) -> Member | None:
+        """A member of one household (consistent read): e.g. a request's beneficiary."""
+        return self.store.get_member(household_id, member_id)
+
+    def resident(self, resident_id: str) -> Resident:
+        """A resident by id; NotFound for unknown ids and for dependants."""
+        found = self.store.find_member(resident_id)
+        if not isinstance(found, Resident):
+            raise NotFound("未找到该居民", {"resident_id": resident_id})
+        # The id index is eventually consistent; decisions use the table's current item.
+        current = self.store.get_resident(found.household_id, found.id)
+        if current is None:  # pragma: no cover - residents are never deleted
+            raise NotFound("未找到该居民", {"resident_id": resident_id})
+        return current
+
+    # --- administration -------------------------------------------------------------------
+
+    def list_residents(self, status: str, limit: int,
+                       cursor: dict[str, Any] | None) -> tuple[list[Resident], dict[str, Any] | None]:
+        return self.store.list_residents_by_status(status, limit, cursor)
+
+    def verify(self, actor: str, resident_id: str) -> Resident:
+        """Verify a resident; the household's first verified member brings its starting credits.
+
+        Safe to retry at any point: the status write is conditional, the ledger transfer id is
+        derived from the household, and the household's "granted" mark is set only after the
+        ledger accepted the transfer — so a verify that crashed in between is completed by the
+        next call (even one on an already verified resident).
+        """
+        resident = self.resident(resident_id)
+        for _ in range(_STATUS_RETRIES):
+            if not verify_changes(resident.status):
+                break
+            updated = verified(resident, actor, self._now())
+            if self.store.update_resident_status(updated, expected_status=resident.status):
+                resident = updated
+                break
+            resident = self.resident(resident_id)  # changed meanwhile: decide again on what is stored
+        else:
+            raise Conflict("操作冲突，请重试")
+        self._ensure_starting_credits(resident.household_id, actor)
+        return resident
+
+    def reject(self, actor: str, resident_id: str, reason: str) -> Resident:
+        resident = self.resident(resident_id)
+        for _ in range(_STATUS_RETRIES):
+            if not reject_changes(resident.status):
+                return resident
+            updated = rejected(resident, actor, self._now(), reason)
+            if self.store.update_resident_status(updated, expected_status=resident.status):
+                return updated
+            resident = self.resident(resident_id)
+        raise Conflict("操作冲突，请重试")
+
+    def set_roles(self, resident_id: str, roles: Iterable[str]) -> Resident:
+        """Replace a resident's stored roles; ``resident`` is always kept. Configured admins stay
+        admins whatever is stored (the deployment config decides for them)."""
+        resident = self.resident(resident_id)
+        wanted = frozenset(roles) | {ROLE_RESIDENT}
+        if wanted != resident.roles:
+            self.store.set_roles(resident, wanted)
+        return replace(resident, roles=wanted)
+
+    def _ensure_starting_credits(self, household_id: str, actor: str) -> None:
+        household = self.store.get_household(household_id)
+        if household is None or household.credits_granted_at is not None:
+            return
+        if self.config.starting_credits > 0:
+            self.starting_credits.grant(household_id, self.config.starting_credits, actor)
+        self.store.mark_credits_granted(household_id, self._now())
+
+    # --- helpers --------------------------------------------------------------------------
+
+    def _verified_resident(self, caller: Caller) -> Resident:
+        me = self.me(caller)
+        if me.status != VERIFIED:
+            raise NotVerified()
+        return me
+
+
+def declaration_view(declaration: RelativeDeclaration, mutual: bool) -> dict[str, Any]:
+    return {
+        "household_id": declaration.relative_household_id,
+        "relation": declaration.relation,
+        "mutual": mutual,
+        "declared_at": clock.isoformat(declaration.created_at),
+    }

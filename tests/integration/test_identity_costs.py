@@ -1,0 +1,97 @@
+"""DynamoDB calls per identity operation (moto's ConsumedCapacity is a constant: count calls)."""
+from collections import Counter
+
+import botocore.client
+import pytest
+
+from functions.identity.relations import transfer_target
+from functions.identity.wiring import get_identity_service
+from tests.helpers import (
+    admin_headers, as_json, declare_relatives, login, register, verified_resident, verify,
+)
+
+
+class DynamoCalls:
+    def __init__(self, monkeypatch):
+        self.calls: Counter = Counter()
+        self.tables: list = []
+        original = botocore.client.BaseClient._make_api_call
+        recorder = self
+
+        def counting(client, operation, params):
+            if client.meta.service_model.service_name == "dynamodb":
+                recorder.calls[operation] += 1
+                recorder.tables.append(params.get("TableName"))
+            return original(client, operation, params)
+
+        monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", counting)
+
+    def during(self, action):
+        self.calls.clear()
+        self.tables.clear()
+        action()
+        return dict(self.calls)
+
+
+@pytest.fixture
+def dynamo_calls(aws, monkeypatch):
+    return DynamoCalls(monkeypatch)
+
+
+def test_authentication_costs_exactly_one_get_item(client, dynamo_calls):
+    anonymous = login(client, "nobody")
+    # POST /v1/residents with an empty body: authenticated (LOGIN), then refused by validation.
+    calls = dynamo_calls.during(lambda: client.http.post("/v1/residents", headers=anonymous, body="{}"))
+    assert calls == {"GetItem": 1}
+    assert dynamo_calls.tables == ["timebank-test-logins"]
+
+
+def test_costs_of_the_main_operations(client, dynamo_calls):
+    admin = admin_headers(client)
+    headers = login(client, "alice")
+    body = as_json({"name": "王芳", "phone": "13812345678", "building": "1", "unit": "1", "room": "101",
+                    "birth_year": 1980})
+    costs = {
+        "login": dynamo_calls.during(lambda: login(client, "alice")),
+        "register": dynamo_calls.during(lambda: client.http.post("/v1/residents", headers=headers, body=body)),
+        "me": dynamo_calls.during(lambda: client.http.get("/v1/residents/me", headers=headers)),
+    }
+    resident_id = client.http.get("/v1/residents/me", headers=headers).json_body["id"]
+    costs["verify"] = dynamo_calls.during(lambda: client.http.post(
+        f"/v1/admin/residents/{resident_id}/verify", headers=admin))
+    costs["household"] = dynamo_calls.during(lambda: client.http.get("/v1/households/mine", headers=headers))
+    costs["add_dependant"] = dynamo_calls.during(lambda: client.http.post(
+        "/v1/households/mine/members", headers=headers,
+        body=as_json({"name": "奶奶", "birth_year": 1940, "relation": "parent"})))
+    print("\nDynamoDB calls per identity operation:", costs)
+    assert costs["login"] == {"GetItem": 1}                       # no resident yet: the login item only
+    assert costs["register"] == {"GetItem": 1, "TransactWriteItems": 1}
+    assert costs["me"] == {"GetItem": 2}
+    assert costs["household"] == {"GetItem": 3, "Query": 3}
+    assert costs["add_dependant"] == {"GetItem": 2, "Query": 1, "PutItem": 1}
+    # verify: auth, find by id (index) + current item, status transaction, household read,
+    # the ledger's own transfer, the household mark.
+    assert costs["verify"]["TransactWriteItems"] >= 2
+    assert costs["verify"]["Query"] == 1
+
+
+def test_transfer_target_costs(client, dynamo_calls):
+    alice, a = verified_resident(client, "alice", room="101")
+    grandma, g = verified_resident(client, "grandma", room="202")
+    declare_relatives(client, alice, a["household_id"], grandma, g["household_id"])
+    caller = get_identity_service().caller_from(get_identity_service().login_state("alice"))
+    assert dynamo_calls.during(lambda: transfer_target(caller, {"pool": True})) == {}
+    assert dynamo_calls.during(lambda: transfer_target(caller, {"household_id": a["household_id"]})) == {}
+    assert dynamo_calls.during(lambda: transfer_target(caller, {"household_id": g["household_id"]})) == \
+        {"BatchGetItem": 1}
+    assert dynamo_calls.during(lambda: transfer_target(caller, {"resident_id": g["id"]})) == \
+        {"Query": 1, "BatchGetItem": 1}
+
+
+def test_register_then_verify_keeps_one_household_item(client):
+    for i in range(3):
+        register(client, f"u{i}", building="2幢", unit="1", room="301")
+    verify(client, get_identity_service().login_state("u0").resident_id)
+    import boto3
+
+    assert boto3.client("dynamodb").scan(TableName="timebank-test-households")["Count"] == 1
