@@ -33,10 +33,14 @@ reset_settings()
 @pytest.fixture
 def aws():
     """A fresh moto account with every table of the product."""
-    from functions.core.storage import create_tables
+    from local.provision import provision_evidence_bucket, provision_queues, provision_tables
 
     with mock_aws():
-        create_tables(boto3.client("dynamodb"))
+        import functions.app  # noqa: F401  (registers every table and queue)
+
+        provision_tables(boto3.client("dynamodb"))
+        provision_queues(boto3.client("sqs"))
+        provision_evidence_bucket(boto3.client("s3"), os.environ["AWS_REGION"])
         yield
     clock.set_clock(None)
 

@@ -1,0 +1,44 @@
+"""The process environment the functions read at import time.
+
+``functions.core.settings`` and the PynamoDB table names are fixed when ``functions`` is first
+imported, so this runs before that import.
+"""
+from __future__ import annotations
+
+import os
+from typing import MutableMapping
+
+from local.config import RuntimeConfig
+
+LOCAL_REGION = "cn-north-1"
+# moto accepts any credentials; fixed fake ones guarantee a developer's real keys are never
+# sent anywhere by the local runtime.
+FAKE_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "local",
+    "AWS_SECRET_ACCESS_KEY": "local",
+    "AWS_SESSION_TOKEN": "local",
+}
+COMMUNITY_DEFAULTS = {
+    "TIMEBANK_COMMUNITY": "demo",
+    "TIMEBANK_STAGE": "local",
+    "TIMEBANK_ADMIN_OPENIDS": "admin-demo",
+}
+
+
+def prepare_environment(config: RuntimeConfig, moto_endpoint: str | None,
+                        env: MutableMapping[str, str] | None = None) -> None:
+    """``moto_endpoint`` is the started server's URL (None in real-AWS mode)."""
+    env = os.environ if env is None else env
+    for name, value in COMMUNITY_DEFAULTS.items():
+        env.setdefault(name, value)
+    if config.real_aws:
+        # The developer's own credentials, profile and region reach the deployed stack.
+        env.pop("AWS_ENDPOINT_URL", None)
+        return
+    assert moto_endpoint, "the moto server must be started first"
+    env["AWS_ENDPOINT_URL"] = moto_endpoint
+    env.update(FAKE_CREDENTIALS)
+    env.pop("AWS_PROFILE", None)
+    region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or LOCAL_REGION
+    env["AWS_REGION"] = region
+    env["AWS_DEFAULT_REGION"] = region

@@ -1,0 +1,110 @@
+"""Demo data for the local community, written only through the product's own code paths:
+the category catalogue's seeding and, for residents, the HTTP API exactly as the mini-program
+and an admin would call it. Every step checks before it writes, so seeding twice is harmless.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from typing import Any, Callable
+
+log = logging.getLogger("local.seed")
+
+# Where the requests domain keeps its catalogue seeding (first found wins).
+CATEGORY_SEEDERS = ("functions.requests.catalog", "functions.requests.categories")
+
+
+@dataclass(frozen=True)
+class DemoResident:
+    openid: str
+    name: str
+    phone: str
+    building: str
+    unit: str
+    room: str
+    birth_year: int
+
+
+# Invented people at invented addresses: two households, so a demo has a requester and a helper.
+DEMO_RESIDENTS = (
+    DemoResident("demo-resident-a", "演示居民甲", "13800000001", "1", "1", "101", 1965),
+    DemoResident("demo-resident-b", "演示居民乙", "13800000002", "2", "1", "202", 1990),
+)
+
+
+def find_category_seeder() -> Callable[[], Any] | None:
+    for module_name in CATEGORY_SEEDERS:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError:
+            continue
+        seeder = getattr(module, "seed_builtin_categories", None)
+        if callable(seeder):
+            return seeder
+    return None
+
+
+def seed_categories() -> str:
+    seeder = find_category_seeder()
+    if seeder is None:
+        return "categories: no seed_builtin_categories() in the requests domain yet, skipped"
+    written = seeder()
+    return f"categories: {written if isinstance(written, int) else 'seeded'} written"
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, body: Any):
+        super().__init__(f"HTTP {status}: {body}")
+        self.status = status
+        self.body = body
+
+
+def call_api(base_url: str, method: str, path: str, body: Any = None,
+             token: str | None = None, timeout: float = 30) -> Any:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(base_url + path, data=data, method=method)
+    request.add_header("Content-Type", "application/json")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            raw = response.read()
+    except urllib.error.HTTPError as exc:
+        raw = exc.read()
+        try:
+            parsed = json.loads(raw) if raw else None
+        except ValueError:
+            parsed = raw.decode(errors="replace")
+        raise ApiError(exc.code, parsed) from None
+    return json.loads(raw) if raw else None
+
+
+def login(base_url: str, openid: str) -> dict[str, Any]:
+    """The local stage's fake WeChat accepts ``dev-<openid>``."""
+    return call_api(base_url, "POST", "/v1/auth/wechat", {"code": f"dev-{openid}"})
+
+
+def seed_demo_residents(base_url: str, admin_openid: str,
+                        residents: tuple[DemoResident, ...] = DEMO_RESIDENTS) -> str:
+    try:
+        admin_token = login(base_url, admin_openid)["token"]
+    except ApiError as exc:
+        return f"demo residents: login not available yet ({exc.status}), skipped"
+    states = []
+    for person in residents:
+        session = login(base_url, person.openid)
+        resident = session.get("resident")
+        if resident is None:
+            resident = call_api(base_url, "POST", "/v1/residents", {
+                "name": person.name, "phone": person.phone, "building": person.building,
+                "unit": person.unit, "room": person.room, "birth_year": person.birth_year,
+            }, token=session["token"])
+        if resident["status"] == "pending":
+            resident = call_api(base_url, "POST", f"/v1/admin/residents/{resident['id']}/verify",
+                                {}, token=admin_token)
+        states.append(f"{person.openid}={resident['status']}")
+    return "demo residents: " + ", ".join(states)

@@ -1,0 +1,136 @@
+"""``make run`` as a newcomer runs it: a subprocess with the product app, on free ports."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+START_TIMEOUT = 120  # generous: a cold CI machine; the runtime logs how long it really took
+
+
+class RunningProcess:
+    def __init__(self, *args: str):
+        # A fresh shell: none of the test session's AWS or community settings.
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("TIMEBANK_", "AWS_"))}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "local.run", "--port", "0", "--moto-port", "0", *args],
+            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.lines: list[str] = []
+        self._ready = threading.Event()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        if not self._ready.wait(START_TIMEOUT):
+            self.process.kill()
+            raise AssertionError("no ready line:\n" + self.output)
+        match = re.search(r"api: (http://\S+)", self.output)
+        assert match, self.output
+        self.api_url = match.group(1)
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line)
+            if " ready in " in line:
+                self._ready.set()
+        self._ready.set()  # the process ended (the wait above then finds no URL)
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def get(self, path: str, token: str | None = None) -> tuple[int, Any]:
+        request = urllib.request.Request(self.api_url + path)
+        if token:
+            request.add_header("Authorization", f"Bearer {token}")
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+
+    def post(self, path: str, body: Any) -> Any:
+        request = urllib.request.Request(self.api_url + path, data=json.dumps(body).encode(),
+                                         method="POST", headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read())
+
+    def stop(self, signum: int = signal.SIGINT) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signum)
+        try:
+            code = self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            raise
+        self._reader.join(10)
+        return code
+
+
+@pytest.fixture(scope="module")
+def demo():
+    running = RunningProcess()
+    yield running
+    running.stop()
+
+
+def test_health_answers(demo):
+    assert demo.get("/v1/health") == (200, {"status": "ok"})
+
+
+def test_startup_logs_one_line_per_component(demo):
+    for component in ("moto:", "community: demo", "tables:", "queues:", "evidence bucket:",
+                      "api: http://127.0.0.1:", "consumers:", "schedules:", "seed: categories"):
+        assert component in demo.output, component
+
+
+def test_the_seeded_categories_are_listed(demo):
+    token = demo.post("/v1/auth/wechat", {"code": "dev-admin-demo"})["token"]
+    status, body = demo.get("/v1/categories", token=token)
+    assert status == 200
+    assert [c["id"] for c in body["items"]] == [
+        "pickup", "childcare", "tutoring", "parcel", "companion", "pet", "volunteer"]
+
+
+def test_demo_residents_are_verified_with_credits_and_seeding_again_changes_nothing(demo):
+    from local.seed import DEMO_RESIDENTS, seed_demo_residents
+
+    again = seed_demo_residents(demo.api_url, "admin-demo")
+    assert again == "demo residents: " + ", ".join(f"{p.openid}=verified" for p in DEMO_RESIDENTS)
+    admin = demo.post("/v1/auth/wechat", {"code": "dev-admin-demo"})["token"]
+    status, listed = demo.get("/v1/admin/residents?status=verified", token=admin)
+    assert len(listed["items"]) == len(DEMO_RESIDENTS)
+    resident = demo.post("/v1/auth/wechat", {"code": f"dev-{DEMO_RESIDENTS[0].openid}"})["token"]
+    status, accounts = demo.get("/v1/accounts/me", token=resident)
+    assert accounts["household"]["balances"]["service"]["available"] == 300
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_stops_everything_with_exit_code_0(signum):
+    running = RunningProcess("--no-seed")
+    assert running.get("/v1/health")[0] == 200
+    assert running.stop(signum) == 0, running.output
+    assert "stopped" in running.lines[-1]
+    assert "Traceback" not in running.output
+
+
+def test_a_busy_port_exits_with_a_clear_message():
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("TIMEBANK_", "AWS_"))}
+        env["TIMEBANK_MOTO_PORT"] = str(port)
+        result = subprocess.run([sys.executable, "-m", "local.run"], cwd=REPO, env=env,
+                                capture_output=True, text=True, timeout=START_TIMEOUT)
+    assert result.returncode == 2
+    assert f"port {port}" in result.stderr and "TIMEBANK_MOTO_PORT" in result.stderr
+    assert "Traceback" not in result.stderr
