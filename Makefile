@@ -25,15 +25,17 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m bench
 
-## Build the deployable artefacts for one community: make package COMMUNITY=demo
+## Build the deployable artefacts: make package COMMUNITY=demo (or COMMUNITY="demo fuyuan", or all)
 package: $(STAMP)
-	$(PY) -m infra.package --community $(COMMUNITY)
+	$(PY) -m infra.package $(if $(filter all,$(COMMUNITY)),--all,--community $(COMMUNITY))
 
+## Deploy a packaged community (infra/README.md): make deploy COMMUNITY=demo [DRY_RUN=1]
 deploy: $(STAMP)
 	$(PY) -m infra.deploy deploy --community $(COMMUNITY) $(if $(DRY_RUN),--dry-run,)
 
+## Delete a community's stack: make destroy COMMUNITY=demo CONFIRM=demo [DELETE_DATA=1] [DRY_RUN=1]
 destroy: $(STAMP)
-	$(PY) -m infra.deploy destroy --community $(COMMUNITY) $(if $(DRY_RUN),--dry-run,)
+	$(PY) -m infra.deploy destroy --community $(COMMUNITY) $(if $(DRY_RUN),--dry-run,) $(if $(CONFIRM),--confirm $(CONFIRM),) $(if $(DELETE_DATA),--delete-data,)
 
 ## Check the ledger invariants against the configured endpoint (local moto or AWS).
 ledger-check: $(STAMP)

@@ -1,0 +1,313 @@
+"""Per-community deployment configuration: ``infra/communities/<id>.toml``.
+
+One file per community. Loading validates every value and reports every problem at once, each
+naming the file and the field, so district IT can fix a file in one pass. Tariff overrides are
+checked by the same validator the admin API uses (``functions.requests.categories``), so a
+value that deploys is a value the running system accepts.
+"""
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+COMMUNITIES_DIR = Path(__file__).resolve().parent / "communities"
+
+APPLICATION = "timebank"
+STAGE = "prod"
+
+# Resource names are "timebank-<id>-<logical>"; the longest (Lambda function names, 64
+# characters; S3 bucket names with the account id, 63) leave room for 20 characters of id.
+COMMUNITY_ID = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
+MAX_COMMUNITY_ID_LENGTH = 20
+REGION = re.compile(r"^(?:us|eu|ap|sa|ca|me|af|il|mx|cn)-[a-z]+(?:-[a-z]+)?-\d$")
+# WeChat openids are 28 characters of [A-Za-z0-9_-]; shorter ids are allowed for test users.
+OPENID = re.compile(r"^[A-Za-z0-9_-]{6,64}$")
+POLICY_NUMBER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9/_-]{3,39}$")
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+# The tariff fields a community may override; the others (name, insurance/evidence flags)
+# are product decisions made by admins at run time.
+TARIFF_FIELDS = ("credit_mode", "multiplier", "rounding", "max_minutes", "credit_eligible",
+                 "credit_per_service")
+
+# CloudWatch Logs accepts only these retention periods.
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096,
+                      1827, 2192, 2557, 2922, 3288, 3653)
+
+TOP_LEVEL_KEYS = {
+    "id", "display_name", "region", "admin_openids", "starting_credits",
+    "evidence_retention_days", "reminder_lead_minutes", "log_retention_days",
+    "insurance", "tariffs", "alarms", "deploy",
+}
+
+
+class ConfigError(ValueError):
+    """A community file is missing or has invalid values; ``problems`` lists each one."""
+
+    def __init__(self, source: str, problems: Mapping[str, str]):
+        self.source = source
+        self.problems = dict(problems)
+        lines = [f"{source}: {len(self.problems)} invalid value(s):"]
+        lines += [f"  {name}: {message}" for name, message in sorted(self.problems.items())]
+        super().__init__("\n".join(lines))
+
+
+@dataclass(frozen=True)
+class CommunityConfig:
+    id: str
+    display_name: str
+    region: str
+    admin_openids: tuple[str, ...]
+    insurer: str
+    insurance_policy_number: str
+    starting_credits: int = 300
+    evidence_retention_days: int = 180
+    reminder_lead_minutes: int = 60
+    log_retention_days: int = 90
+    tariff_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    alarm_emails: tuple[str, ...] = ()
+    artifact_bucket: str = ""
+
+    @property
+    def partition(self) -> str:
+        return "aws-cn" if self.region.startswith("cn-") else "aws"
+
+    @property
+    def resource_prefix(self) -> str:
+        return f"{APPLICATION}-{self.id}"
+
+    @property
+    def stack_name(self) -> str:
+        return self.resource_prefix
+
+    @property
+    def parameter_path(self) -> str:
+        """SSM path holding this community's secrets (names only ever reach the template)."""
+        return f"/{APPLICATION}/{self.id}/"
+
+    @property
+    def secret_parameters(self) -> dict[str, str]:
+        """Environment variable → SSM SecureString parameter name."""
+        return {
+            "TIMEBANK_TOKEN_SECRET_PARAMETER": f"{self.parameter_path}token-secret",
+            "TIMEBANK_WECHAT_APP_ID_PARAMETER": f"{self.parameter_path}wechat-app-id",
+            "TIMEBANK_WECHAT_APP_SECRET_PARAMETER": f"{self.parameter_path}wechat-app-secret",
+        }
+
+    def environment(self) -> dict[str, str]:
+        """The functions' environment (plain strings; resource references are added later)."""
+        return {
+            "TIMEBANK_COMMUNITY": self.id,
+            "TIMEBANK_COMMUNITY_NAME": self.display_name,
+            "TIMEBANK_STAGE": STAGE,
+            "TIMEBANK_RESOURCE_PREFIX": self.resource_prefix,
+            "TIMEBANK_ADMIN_OPENIDS": ",".join(self.admin_openids),
+            "TIMEBANK_STARTING_CREDITS": str(self.starting_credits),
+            "TIMEBANK_EVIDENCE_RETENTION_DAYS": str(self.evidence_retention_days),
+            "TIMEBANK_REMINDER_LEAD_MINUTES": str(self.reminder_lead_minutes),
+            "TIMEBANK_INSURER": self.insurer,
+            "TIMEBANK_INSURANCE_POLICY_NUMBER": self.insurance_policy_number,
+            "TIMEBANK_TARIFF_OVERRIDES": json.dumps(self.tariff_overrides, ensure_ascii=False,
+                                                    sort_keys=True, separators=(",", ":")),
+            **self.secret_parameters,
+            "POWERTOOLS_SERVICE_NAME": APPLICATION,
+            "POWERTOOLS_METRICS_NAMESPACE": "Timebank",
+        }
+
+
+def community_ids(directory: Path = COMMUNITIES_DIR) -> list[str]:
+    return sorted(path.stem for path in directory.glob("*.toml"))
+
+
+def load_community(community_id: str, directory: Path = COMMUNITIES_DIR) -> CommunityConfig:
+    path = directory / f"{community_id}.toml"
+    if not path.is_file():
+        known = ", ".join(community_ids(directory)) or "none"
+        raise ConfigError(str(path), {"file": f"no such community file (known: {known})"})
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(path), {"file": f"not valid TOML: {exc}"}) from None
+    return parse_community(data, source=str(path), expected_id=community_id)
+
+
+def parse_community(data: Mapping[str, Any], source: str = "<config>",
+                    expected_id: str | None = None) -> CommunityConfig:
+    """Validate a parsed community file; raise ``ConfigError`` listing every bad value."""
+    problems: dict[str, str] = {}
+    check = _Checker(problems)
+
+    for unknown in sorted(set(data) - TOP_LEVEL_KEYS):
+        problems[unknown] = f"unknown setting (allowed: {', '.join(sorted(TOP_LEVEL_KEYS))})"
+
+    community_id = check.value(data, "id", _community_id)
+    if community_id is not None and expected_id is not None and community_id != expected_id:
+        problems["id"] = f"must equal the file name {expected_id!r} (got {community_id!r})"
+    display_name = check.value(data, "display_name", lambda v: _text(v, 1, 40))
+    region = check.value(data, "region", _region)
+    admins = check.value(data, "admin_openids", _openids)
+    starting_credits = check.value(data, "starting_credits", lambda v: _int(v, 0, 6000), 300)
+    retention = check.value(data, "evidence_retention_days", lambda v: _int(v, 1, 3650), 180)
+    lead = check.value(data, "reminder_lead_minutes", lambda v: _int(v, 5, 7 * 24 * 60), 60)
+    log_days = check.value(data, "log_retention_days", _log_retention, 90)
+
+    insurance = check.table(data, "insurance", {"insurer", "policy_number"}, required=True)
+    insurer = check.value(insurance, "insurance.insurer", lambda v: _text(v, 2, 50))
+    policy = check.value(insurance, "insurance.policy_number", _policy_number)
+
+    alarms = check.table(data, "alarms", {"emails"}, required=False)
+    emails = check.value(alarms, "alarms.emails", _emails, ())
+
+    deploy = check.table(data, "deploy", {"artifact_bucket"}, required=False)
+    artifact_bucket = check.value(deploy, "deploy.artifact_bucket", _bucket, "")
+
+    tariffs = check.table(data, "tariffs", None, required=False)
+    overrides = _tariff_overrides(tariffs or {}, problems)
+
+    if problems:
+        raise ConfigError(source, problems)
+    return CommunityConfig(
+        id=community_id, display_name=display_name, region=region, admin_openids=admins,
+        insurer=insurer, insurance_policy_number=policy, starting_credits=starting_credits,
+        evidence_retention_days=retention, reminder_lead_minutes=lead,
+        log_retention_days=log_days, tariff_overrides=overrides, alarm_emails=emails,
+        artifact_bucket=artifact_bucket,
+    )
+
+
+_REQUIRED = object()
+
+
+class _Checker:
+    """Records one problem per bad value instead of stopping at the first."""
+
+    def __init__(self, problems: dict[str, str]):
+        self._problems = problems
+
+    def value(self, scope: Mapping[str, Any] | None, label: str, parse: Any,
+              default: Any = _REQUIRED) -> Any:
+        if scope is None:  # the enclosing table is absent or bad: reported once by table()
+            return None if default is _REQUIRED else default
+        key = label.rsplit(".", 1)[-1]
+        if key not in scope:
+            if default is _REQUIRED:
+                self._problems[label] = "is required"
+                return None
+            return default
+        try:
+            return parse(scope[key])
+        except (ValueError, TypeError) as exc:
+            self._problems[label] = f"{exc} (got {scope[key]!r})"
+            return None
+
+    def table(self, data: Mapping[str, Any], name: str, allowed: set[str] | None,
+              required: bool) -> Mapping[str, Any] | None:
+        if name not in data:
+            if required:
+                self._problems[name] = f"is required (a [{name}] table)"
+            return None
+        value = data[name]
+        if not isinstance(value, dict):
+            self._problems[name] = f"must be a table, e.g. [{name}] (got {value!r})"
+            return None
+        for key in sorted(set(value) - allowed) if allowed is not None else ():
+            self._problems[f"{name}.{key}"] = f"unknown setting (allowed: {', '.join(sorted(allowed))})"
+        return value
+
+
+def _community_id(value: Any) -> str:
+    if not isinstance(value, str) or not COMMUNITY_ID.match(value):
+        raise ValueError("must be lowercase letters, digits and single hyphens, starting with a letter")
+    if len(value) > MAX_COMMUNITY_ID_LENGTH:
+        raise ValueError(f"must be at most {MAX_COMMUNITY_ID_LENGTH} characters (resource name limits)")
+    return value
+
+
+def _text(value: Any, low: int, high: int) -> str:
+    if not isinstance(value, str) or not low <= len(value.strip()) <= high:
+        raise ValueError(f"must be text of {low} to {high} characters")
+    if any(ch in value for ch in "\r\n\t"):
+        raise ValueError("must be a single line")
+    return value.strip()
+
+
+def _region(value: Any) -> str:
+    if not isinstance(value, str) or not REGION.match(value):
+        raise ValueError("must be an AWS region code such as cn-north-1, cn-northwest-1 or ap-east-1")
+    return value
+
+
+def _openids(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value:
+        raise ValueError("must be a non-empty list of WeChat openids (the first admins)")
+    for item in value:
+        if not isinstance(item, str) or not OPENID.match(item):
+            raise ValueError(f"{item!r} is not an openid (6-64 characters of A-Z a-z 0-9 _ -)")
+    if len(set(value)) != len(value):
+        raise ValueError("lists an openid twice")
+    return tuple(value)
+
+
+def _int(value: Any, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"must be an integer from {low} to {high}")
+    return value
+
+
+def _log_retention(value: Any) -> int:
+    if isinstance(value, bool) or value not in LOG_RETENTION_DAYS:
+        raise ValueError(f"must be one of the CloudWatch retention periods {LOG_RETENTION_DAYS}")
+    return value
+
+
+def _policy_number(value: Any) -> str:
+    if not isinstance(value, str) or not POLICY_NUMBER.match(value):
+        raise ValueError("must be 4-40 characters of letters, digits, '-', '_' or '/'")
+    return value
+
+
+def _emails(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and EMAIL.match(v) for v in value):
+        raise ValueError("must be a list of e-mail addresses")
+    return tuple(value)
+
+
+def _bucket(value: Any) -> str:
+    if not isinstance(value, str) or not BUCKET_NAME.match(value):
+        raise ValueError("must be an S3 bucket name (3-63 lowercase letters, digits, '.', '-')")
+    return value
+
+
+def _tariff_overrides(tariffs: Mapping[str, Any], problems: dict[str, str]) -> dict[str, dict[str, Any]]:
+    # Imported here: the categories module is domain code (no AWS, no Chalice), and only the
+    # tariff check needs it.
+    from functions.core.errors import ValidationError
+    from functions.requests.categories import BUILTIN_CATEGORIES, apply_changes
+
+    overrides: dict[str, dict[str, Any]] = {}
+    for category_id, changes in sorted(tariffs.items()):
+        name = f"tariffs.{category_id}"
+        if category_id not in BUILTIN_CATEGORIES:
+            problems[name] = (f"unknown category (known: {', '.join(sorted(BUILTIN_CATEGORIES))})")
+            continue
+        if not isinstance(changes, dict) or not changes:
+            problems[name] = f"must be a table of tariff settings (got {changes!r})"
+            continue
+        unknown = sorted(set(changes) - set(TARIFF_FIELDS))
+        for key in unknown:
+            problems[f"{name}.{key}"] = f"not a tariff setting (allowed: {', '.join(TARIFF_FIELDS)})"
+        if unknown:
+            continue
+        try:
+            apply_changes(BUILTIN_CATEGORIES[category_id], changes)
+        except ValidationError as exc:
+            for key, message in exc.details.get("fields", {}).items():
+                problems[f"{name}.{key}"] = f"{message} (got {changes.get(key)!r})"
+            continue
+        overrides[category_id] = dict(changes)
+    return overrides
