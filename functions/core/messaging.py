@@ -91,3 +91,4 @@ class InMemoryPublisher:
     def publish(self, logical_queue: str, message: dict[str, Any],
                 deduplication_id: str | None = None) -> None:
         self.sent.append((logical_queue, message, deduplication_id))
+

@@ -6,11 +6,15 @@ Secrets Manager secrets that adapters resolve at run time.
 """
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from functools import lru_cache
 
 LOCAL_STAGES = frozenset({"local", "test"})
+# Local and test stages insure against a placeholder policy; deployed stages must configure one.
+LOCAL_INSURER = "本地测试保险（非真实保单）"
+LOCAL_POLICY_NUMBER = "LOCAL-TEST-POLICY"
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,17 @@ class Settings:
     wechat_api_base: str = "https://api.weixin.qq.com"
     ledger_shards: int = 8
     evidence_bucket: str = ""
+    evidence_retention_days: int = 180
+    # The community's group accident policy (infra/ sets both from [insurance] of the community).
+    insurer: str = ""
+    insurance_policy_number: str = ""
+    insurance_buffer_minutes: int = 30
+    # Notifications: logical template ("match", "reminder") → WeChat subscribe template id, or
+    # {"id": ..., "fields": {logical field: WeChat key}} (see functions/notifications/templates.py).
+    wechat_templates: dict = field(default_factory=dict)
+    wechat_miniprogram_state: str = "formal"  # formal / trial / developer: which build a tap opens
+    reminder_lead_minutes: int = 60
+    match_notify_count: int = 3
     queue_urls: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -47,6 +62,16 @@ def _int(name: str, default: int) -> int:
 
 def _list(name: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in os.environ.get(name, "").split(",") if v.strip())
+
+
+def _json_object(name: str) -> dict:
+    raw = os.environ.get(name, "")
+    if not raw.strip():
+        return {}
+    value = json.loads(raw)  # a malformed value is a deployment fault: fail loudly
+    if not isinstance(value, dict):
+        raise ValueError(f"{name} must be a JSON object")
+    return value
 
 
 @lru_cache(maxsize=1)
@@ -73,6 +98,16 @@ def get_settings() -> Settings:
         wechat_api_base=os.environ.get("TIMEBANK_WECHAT_API_BASE", "https://api.weixin.qq.com"),
         ledger_shards=_int("TIMEBANK_LEDGER_SHARDS", 8),
         evidence_bucket=os.environ.get("TIMEBANK_EVIDENCE_BUCKET", f"timebank-{community}-evidence"),
+        evidence_retention_days=_int("TIMEBANK_EVIDENCE_RETENTION_DAYS", 180),
+        insurer=os.environ.get("TIMEBANK_INSURER", "") or (LOCAL_INSURER if stage in LOCAL_STAGES else ""),
+        insurance_policy_number=(os.environ.get("TIMEBANK_INSURANCE_POLICY_NUMBER")
+                                 or os.environ.get("TIMEBANK_INSURANCE_POLICY", "")
+                                 or (LOCAL_POLICY_NUMBER if stage in LOCAL_STAGES else "")),
+        insurance_buffer_minutes=_int("TIMEBANK_INSURANCE_BUFFER_MINUTES", 30),
+        wechat_templates=_json_object("TIMEBANK_WECHAT_TEMPLATES"),
+        wechat_miniprogram_state=os.environ.get("TIMEBANK_WECHAT_MINIPROGRAM_STATE", "formal"),
+        reminder_lead_minutes=_int("TIMEBANK_REMINDER_LEAD_MINUTES", 60),
+        match_notify_count=_int("TIMEBANK_MATCH_NOTIFY_COUNT", 3),
         queue_urls=queue_urls,
     )
 

@@ -87,9 +87,10 @@ def _hash_first(key_schema: list[dict[str, str]]) -> list[dict[str, str]]:
 
 def _index(index: dict[str, Any]) -> dict[str, Any]:
     converted: dict[str, Any] = {
-        "IndexName": index["IndexName"],
-        "KeySchema": _hash_first(index["KeySchema"]),
-        "Projection": dict(index["Projection"]),
+        # PynamoDB names the index's own fields in snake_case, their contents in boto3 case.
+        "IndexName": index["index_name"],
+        "KeySchema": _hash_first(index["key_schema"]),
+        "Projection": dict(index["projection"]),
     }
     return converted
 

@@ -34,6 +34,7 @@ class Auth(enum.Enum):
     REGISTERED = "registered"  # a resident record exists (any status)
     VERIFIED = "verified"      # a verified resident
     ADMIN = "admin"            # an admin of this community
+    VERIFIED_OR_ADMIN = "verified_or_admin"  # acts of a party that admins may also take (confirm, cancel)
 
 
 class Authenticator(Protocol):
