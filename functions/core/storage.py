@@ -12,7 +12,9 @@ from __future__ import annotations
 import os
 from typing import Any, Iterable, TypeVar
 
+from pynamodb.connection import Connection
 from pynamodb.models import Model
+from pynamodb.transactions import TransactWrite
 
 from functions.core.settings import get_settings
 
@@ -111,3 +113,14 @@ def create_tables(client: Any, names: Iterable[str] | None = None) -> None:
                 TableName=definition["TableName"],
                 TimeToLiveSpecification={"Enabled": True, "AttributeName": definition["TimeToLiveAttribute"]},
             )
+
+
+_connection: Connection | None = None
+
+
+def new_transaction() -> TransactWrite:
+    """A PynamoDB ``TransactWrite`` on this community's region (the connection is reused)."""
+    global _connection
+    if _connection is None:
+        _connection = Connection(region=region())
+    return TransactWrite(connection=_connection)

@@ -19,7 +19,6 @@ from datetime import datetime
 from typing import Any
 
 from pynamodb.attributes import NumberAttribute, UnicodeAttribute, UnicodeSetAttribute
-from pynamodb.connection import Connection
 from pynamodb.exceptions import DeleteError, PutError, TransactWriteError
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
@@ -27,7 +26,7 @@ from pynamodb.transactions import TransactWrite
 
 from functions.core import clock
 from functions.core.errors import AlreadyExists, Conflict, ValidationError
-from functions.core.storage import make_meta, region, table
+from functions.core.storage import make_meta, new_transaction, table
 from functions.identity.domain import (
     KIND_DEPENDANT, KIND_RESIDENT, ROLE_RESIDENT, Address, Dependant, Household, Login, RelativeDeclaration, Resident,
 )
@@ -176,13 +175,8 @@ def _declaration(record: RelativeRecord) -> RelativeDeclaration:
 
 
 class DynamoIdentityStore:
-    def __init__(self) -> None:
-        self._connection: Connection | None = None
-
     def _tx(self) -> TransactWrite:
-        if self._connection is None:
-            self._connection = Connection(region=region())
-        return TransactWrite(connection=self._connection)
+        return new_transaction()
 
     # logins
 
