@@ -1,0 +1,1 @@
+"""Notifications: WeChat subscribe messages (one consent, one message), the local outbox, reminders."""

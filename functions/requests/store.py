@@ -1,0 +1,268 @@
+"""DynamoDB adapter for service requests.
+
+Indexes (each a Query, never a Scan, on request paths):
+- ``by_status``       status + created_key         → the feed, newest first
+- ``by_status_category`` status#category + created_key → the feed filtered by category
+- ``by_due``          status + due_at              → schedules: expiry (open), reminders
+                                                     (accepted), auto-confirm (completed)
+- ``by_household``    household_id + created_key   → a household's own requests
+- ``by_volunteer``    volunteer_id + created_key   → a volunteer's services
+``due_at`` is set per state: open → start_at (an unaccepted need expires when it should have
+started), accepted → start_at, completed → completed_at + auto-confirm period; other states
+drop it so the schedule index stays small.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any, Iterator
+
+from pynamodb.attributes import ListAttribute, NumberAttribute, UnicodeAttribute
+from pynamodb.exceptions import DoesNotExist, UpdateError
+from pynamodb.expressions.update import Action
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.models import Model
+from pynamodb.transactions import TransactWrite
+
+from functions.core import clock
+from functions.core.errors import InvalidState, NotFound
+from functions.core.storage import make_meta, table
+from functions.requests import lifecycle as lc
+from functions.requests.lifecycle import ServiceRequest
+
+_DATE_FIELDS = ("start_at", "created_at", "accepted_at", "checked_in_at", "completed_at", "settled_at")
+_OPTIONAL = ("beneficiary_member_id", "volunteer_id", "volunteer_household_id", "credits_paid",
+             "accepted_at", "checked_in_at", "completed_at", "completed_minutes", "settled_at",
+             "settlement_transfer_id", "rating", "comment", "reason", "disputed_by", "closed_by")
+
+
+class _ByStatus(GlobalSecondaryIndex):
+    class Meta:
+        index_name = "by_status"
+        projection = AllProjection()
+    status = UnicodeAttribute(hash_key=True)
+    created_key = UnicodeAttribute(range_key=True)
+
+
+class _ByStatusCategory(GlobalSecondaryIndex):
+    class Meta:
+        index_name = "by_status_category"
+        projection = AllProjection()
+    status_category = UnicodeAttribute(hash_key=True)
+    created_key = UnicodeAttribute(range_key=True)
+
+
+class _ByDue(GlobalSecondaryIndex):
+    class Meta:
+        index_name = "by_due"
+        projection = AllProjection()
+    status = UnicodeAttribute(hash_key=True)
+    due_at = UnicodeAttribute(range_key=True)
+
+
+class _ByHousehold(GlobalSecondaryIndex):
+    class Meta:
+        index_name = "by_household"
+        projection = AllProjection()
+    household_id = UnicodeAttribute(hash_key=True)
+    created_key = UnicodeAttribute(range_key=True)
+
+
+class _ByVolunteer(GlobalSecondaryIndex):
+    class Meta:
+        index_name = "by_volunteer"
+        projection = AllProjection()
+    volunteer_id = UnicodeAttribute(hash_key=True)
+    created_key = UnicodeAttribute(range_key=True)
+
+
+@table
+class RequestRecord(Model):
+    Meta = make_meta("requests")
+    request_id = UnicodeAttribute(hash_key=True)
+    status = UnicodeAttribute()
+    status_category = UnicodeAttribute()
+    due_at = UnicodeAttribute(null=True)
+    category = UnicodeAttribute()
+    title = UnicodeAttribute()
+    description = UnicodeAttribute()
+    start_at = UnicodeAttribute()
+    duration_minutes = NumberAttribute()
+    requester_id = UnicodeAttribute()
+    household_id = UnicodeAttribute()
+    payer_account = UnicodeAttribute()
+    hold_transfer_id = UnicodeAttribute()
+    credits_held = NumberAttribute()
+    created_at = UnicodeAttribute()
+    created_key = UnicodeAttribute()  # sort key of the lists: microseconds + id, so no ties
+    content_hash = UnicodeAttribute()
+    beneficiary_member_id = UnicodeAttribute(null=True)
+    volunteer_id = UnicodeAttribute(null=True)
+    volunteer_household_id = UnicodeAttribute(null=True)
+    credits_paid = NumberAttribute(null=True)
+    accepted_at = UnicodeAttribute(null=True)
+    checked_in_at = UnicodeAttribute(null=True)
+    completed_at = UnicodeAttribute(null=True)
+    completed_minutes = NumberAttribute(null=True)
+    settled_at = UnicodeAttribute(null=True)
+    settlement_transfer_id = UnicodeAttribute(null=True)
+    evidence_keys = ListAttribute(of=UnicodeAttribute, default=list)
+    rating = NumberAttribute(null=True)
+    comment = UnicodeAttribute(null=True)
+    reason = UnicodeAttribute(null=True)
+    disputed_by = UnicodeAttribute(null=True)
+    closed_by = UnicodeAttribute(null=True)
+
+    by_status = _ByStatus()
+    by_status_category = _ByStatusCategory()
+    by_due = _ByDue()
+    by_household = _ByHousehold()
+    by_volunteer = _ByVolunteer()
+
+
+def _to_store(value: Any) -> Any:
+    return clock.isoformat(value) if isinstance(value, datetime) else value
+
+
+def _from_record(record: RequestRecord) -> ServiceRequest:
+    data = {name: getattr(record, "request_id" if name == "id" else name)
+            for name in ServiceRequest.__dataclass_fields__}
+    for name in _DATE_FIELDS:
+        if data[name] is not None:
+            data[name] = clock.parse_iso(data[name])
+    for name in ("duration_minutes", "credits_held", "credits_paid", "completed_minutes", "rating"):
+        if data[name] is not None:
+            data[name] = int(data[name])
+    data["evidence_keys"] = list(data["evidence_keys"] or [])
+    return ServiceRequest(**data)
+
+
+def created_key(created_at: datetime, request_id: str) -> str:
+    return f"{created_at.astimezone(timezone.utc):%Y%m%dT%H%M%S.%f}#{request_id}"
+
+
+def due_at_for(status: str, start_at: datetime, completed_at: datetime | None,
+               auto_confirm_after: timedelta) -> str | None:
+    if status in (lc.OPEN, lc.ACCEPTED):
+        return clock.isoformat(start_at)
+    if status == lc.COMPLETED and completed_at is not None:
+        return clock.isoformat(completed_at + auto_confirm_after)
+    return None
+
+
+class RequestWrite:
+    """A write of a request item that joins a ledger transaction (``also=`` of the ledger).
+
+    The condition on the state read is what makes status and credits move together: if another
+    actor got there first, the whole transaction (hold/post/void included) is cancelled.
+    """
+
+    def __init__(self, store: "RequestStore", request: ServiceRequest, changes: dict[str, Any] | None,
+                 expected_status: str | None):
+        self.store, self.request, self.changes, self.expected_status = store, request, changes, expected_status
+
+    def add_to(self, transaction: TransactWrite) -> None:
+        if self.expected_status is None:
+            transaction.save(self.store.record_for(self.request),
+                             condition=RequestRecord.request_id.does_not_exist())
+        else:
+            transaction.update(RequestRecord(self.request.id),
+                               actions=self.store.actions(self.request, self.changes or {}),
+                               condition=RequestRecord.status == self.expected_status)
+
+
+class RequestStore:
+    def __init__(self, auto_confirm_after: timedelta):
+        self.auto_confirm_after = auto_confirm_after
+
+    # --- reads ------------------------------------------------------------------------------
+    def get(self, request_id: str) -> ServiceRequest:
+        try:
+            return _from_record(RequestRecord.get(request_id, consistent_read=True))
+        except DoesNotExist:
+            raise NotFound("没有这个需求", {"request_id": request_id}) from None
+
+    def find(self, request_id: str) -> ServiceRequest | None:
+        try:
+            return self.get(request_id)
+        except NotFound:
+            return None
+
+    def get_many(self, request_ids: list[str]) -> dict[str, ServiceRequest]:
+        """One BatchGetItem per 100 ids (eventually consistent: for lists, not decisions)."""
+        return {record.request_id: _from_record(record) for record in RequestRecord.batch_get(request_ids)}
+
+    def feed(self, category: str | None, limit: int, cursor: dict | None,
+             exclude_household: str | None) -> tuple[list[ServiceRequest], dict | None]:
+        """Open needs newest first, without the caller's household (a filter, so a page may need
+        more than one Query; the cursor is DynamoDB's own last evaluated key)."""
+        items: list[ServiceRequest] = []
+        last_key = cursor
+        while len(items) < limit:
+            if category:
+                query = RequestRecord.by_status_category.query(
+                    f"{lc.OPEN}#{category}", scan_index_forward=False, limit=limit - len(items),
+                    last_evaluated_key=last_key,
+                    filter_condition=(RequestRecord.household_id != exclude_household) if exclude_household else None)
+            else:
+                query = RequestRecord.by_status.query(
+                    lc.OPEN, scan_index_forward=False, limit=limit - len(items), last_evaluated_key=last_key,
+                    filter_condition=(RequestRecord.household_id != exclude_household) if exclude_household else None)
+            items.extend(_from_record(r) for r in query)
+            last_key = query.last_evaluated_key
+            if not last_key:
+                break
+        return items, last_key
+
+    def by_household(self, household_id: str, limit: int, cursor: dict | None):
+        query = RequestRecord.by_household.query(household_id, scan_index_forward=False, limit=limit,
+                                                 last_evaluated_key=cursor)
+        return [_from_record(r) for r in query], query.last_evaluated_key
+
+    def by_volunteer(self, volunteer_id: str, limit: int, cursor: dict | None):
+        query = RequestRecord.by_volunteer.query(volunteer_id, scan_index_forward=False, limit=limit,
+                                                 last_evaluated_key=cursor)
+        return [_from_record(r) for r in query], query.last_evaluated_key
+
+    def due(self, status: str, until: datetime, since: datetime | None = None) -> Iterator[ServiceRequest]:
+        condition = (RequestRecord.due_at.between(clock.isoformat(since), clock.isoformat(until))
+                     if since else RequestRecord.due_at <= clock.isoformat(until))
+        for record in RequestRecord.by_due.query(status, range_key_condition=condition):
+            yield _from_record(record)
+
+    # --- writes -----------------------------------------------------------------------------
+    def record_for(self, request: ServiceRequest) -> RequestRecord:
+        values = {("request_id" if name == "id" else name): _to_store(getattr(request, name))
+                  for name in ServiceRequest.__dataclass_fields__}
+        return RequestRecord(
+            created_key=created_key(request.created_at, request.id),
+            status_category=f"{request.status}#{request.category}",
+            due_at=due_at_for(request.status, request.start_at, request.completed_at, self.auto_confirm_after),
+            **values,
+        )
+
+    def actions(self, request: ServiceRequest, changes: dict[str, Any]) -> list[Action]:
+        status = changes.get("status", request.status)
+        completed_at = changes.get("completed_at", request.completed_at)
+        actions: list[Action] = []
+        for name, value in changes.items():
+            attribute = getattr(RequestRecord, name)
+            actions.append(attribute.remove() if value is None else attribute.set(_to_store(value)))
+        actions.append(RequestRecord.status_category.set(f"{status}#{request.category}"))
+        due = due_at_for(status, request.start_at, completed_at, self.auto_confirm_after)
+        actions.append(RequestRecord.due_at.set(due) if due else RequestRecord.due_at.remove())
+        return actions
+
+    def transition(self, request: ServiceRequest, changes: dict[str, Any]) -> ServiceRequest:
+        """Apply ``changes`` if the request is still in the state it was read in."""
+        try:
+            RequestRecord(request.id).update(actions=self.actions(request, changes),
+                                             condition=RequestRecord.status == request.status)
+        except UpdateError as error:
+            if error.cause_response_code == "ConditionalCheckFailedException":
+                raise InvalidState("需求状态已变化，请刷新后重试", {"request_id": request.id}) from None
+            raise
+        return self.get(request.id)
+
+    def write(self, request: ServiceRequest, changes: dict[str, Any] | None = None,
+              expected_status: str | None = None) -> RequestWrite:
+        return RequestWrite(self, request, changes, expected_status)

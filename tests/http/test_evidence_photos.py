@@ -1,0 +1,182 @@
+"""Check-in/out photos over HTTP: the volunteer gets an upload form, the parties and admins get
+short links, everyone else is refused, every view is logged, and retention deletes old photos."""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+import requests
+
+from functions.core import clock
+from functions.core.clock import CHINA_TZ
+from tests.helpers import admin_headers, as_json, json_headers, login, register, verified_resident
+from tests.queues import drain
+
+EVENTS = Path(__file__).resolve().parents[2] / "events"
+NOW = datetime(2026, 12, 1, 8, 0, tzinfo=CHINA_TZ)
+NEED = {"category": "pickup", "title": "放学接孩子", "description": "实验小学门口",
+        "start_at": (NOW + timedelta(hours=3)).isoformat(), "duration_minutes": 60}
+
+
+@pytest.fixture
+def people(client, app):
+    clock.set_clock(lambda: NOW)
+    requester, _ = verified_resident(client, "ev-req", building="1", room="101")
+    spouse, _ = verified_resident(client, "ev-spouse", building="1", room="101")
+    volunteer, _ = verified_resident(client, "ev-vol", building="2", room="201")
+    volunteer_spouse, _ = verified_resident(client, "ev-vol-spouse", building="2", room="201")
+    stranger, _ = verified_resident(client, "ev-stranger", building="3", room="301")
+    return dict(client=client, app=app, requester=requester, spouse=spouse, volunteer=volunteer,
+                volunteer_spouse=volunteer_spouse, stranger=stranger, admin=admin_headers(client))
+
+
+@pytest.fixture
+def world(people):
+    client, requester, volunteer = people["client"], people["requester"], people["volunteer"]
+    posted = client.http.post("/v1/requests", body=as_json(NEED), headers=json_headers(requester, "ev-need-1"))
+    assert posted.status_code == 201, posted.body
+    need = posted.json_body
+    accepted = client.http.post(f"/v1/requests/{need['id']}/accept", headers=volunteer)
+    assert accepted.status_code == 200, accepted.body
+    return dict(people, need=need)
+
+
+def refused(response, status, code):
+    assert response.status_code == status, response.body
+    body = response.json_body
+    assert body["code"] == code and isinstance(body["message"], str) and "details" in body
+    return body
+
+
+def ask_upload(client, need_id, headers, body=None):
+    return client.http.post(f"/v1/requests/{need_id}/evidence", headers=headers,
+                            body=as_json(body if body is not None else {"content_type": "image/jpeg"}))
+
+
+def upload(form, content: bytes, content_type: str = "image/jpeg"):
+    return requests.post(form["upload_url"], data=form["fields"], files={"file": ("p", content, content_type)})
+
+
+def test_volunteer_uploads_checks_in_with_the_key_and_parties_see_the_photo(world):
+    client, need, volunteer = world["client"], world["need"], world["volunteer"]
+    form = ask_upload(client, need["id"], volunteer)
+    assert form.status_code == 200, form.body
+    body = form.json_body
+    assert body["key"].startswith(f"evidence/{need['id']}/") and body["key"].endswith(".jpg")
+    assert body["expires_in"] == 300 and body["method"] == "POST" and body["upload_url"]
+    assert body["fields"]["key"] == body["key"] and body["fields"]["Content-Type"] == "image/jpeg"
+    assert upload(body, b"\xff\xd8\xff" + b"1" * 64).status_code in (200, 204)
+
+    # Pickup is insured: the queue writes the record, then check-in takes the photo's key.
+    drain(world["app"], "insurance")
+    checked_in = client.http.post(f"/v1/requests/{need['id']}/check-in", headers=volunteer,
+                                  body=as_json({"evidence_key": body["key"]}))
+    assert checked_in.status_code == 200, checked_in.body
+    assert ask_upload(client, need["id"], volunteer, {"content_type": "image/heic"}).status_code == 200
+
+    for who in ("requester", "spouse", "volunteer", "admin"):
+        listed = client.http.get(f"/v1/requests/{need['id']}/evidence", headers=world[who])
+        assert listed.status_code == 200, (who, listed.body)
+        items = listed.json_body["items"]
+        assert [i["key"] for i in items] == [body["key"]]  # the heic form was never used
+        assert items[0]["attached"] is True and items[0]["expires_in"] == 120
+        assert requests.get(items[0]["url"]).content.startswith(b"\xff\xd8\xff")
+
+    log = client.http.get(f"/v1/admin/requests/{need['id']}/evidence/access-log", headers=world["admin"])
+    assert log.status_code == 200
+    roles = [e["viewer_role"] for e in log.json_body["items"]]
+    assert sorted(roles) == ["admin", "requester", "requester", "volunteer"]
+    assert log.json_body["next_cursor"] is None
+    assert all(set(e) == {"request_id", "viewer_id", "viewer_role", "photo_count", "viewed_at"}
+               for e in log.json_body["items"])
+
+
+def test_only_the_volunteer_gets_an_upload_form_and_strangers_get_no_links(world):
+    client, need = world["client"], world["need"]
+    for who, code in (("requester", "FORBIDDEN"), ("spouse", "FORBIDDEN"), ("volunteer_spouse", "FORBIDDEN"),
+                      ("stranger", "FORBIDDEN"), ("admin", "NOT_REGISTERED")):  # the test admin is no resident
+        refused(ask_upload(client, need["id"], world[who]), 403, code)
+    for who in ("volunteer_spouse", "stranger"):
+        refused(client.http.get(f"/v1/requests/{need['id']}/evidence", headers=world[who]), 403, "FORBIDDEN")
+    log = client.http.get(f"/v1/admin/requests/{need['id']}/evidence/access-log", headers=world["admin"])
+    assert log.status_code == 200 and log.json_body["items"] == []  # refused callers viewed nothing
+
+
+def test_pending_resident_and_anonymous_callers_are_refused(world):
+    client, need = world["client"], world["need"]
+    pending, _ = register(client, "ev-pending", building="9", room="909")
+    refused(client.http.get(f"/v1/requests/{need['id']}/evidence", headers=pending), 403, "FORBIDDEN")
+    refused(ask_upload(client, need["id"], pending), 403, "NOT_VERIFIED")
+    refused(client.http.get(f"/v1/requests/{need['id']}/evidence"), 401, "UNAUTHENTICATED")
+    refused(ask_upload(client, need["id"], {"Content-Type": "application/json"}), 401, "UNAUTHENTICATED")
+    unregistered = login(client, "ev-nobody")
+    refused(client.http.get(f"/v1/requests/{need['id']}/evidence", headers=unregistered), 403, "FORBIDDEN")
+
+
+def test_wrong_content_type_is_400(world):
+    for body in ({"content_type": "image/gif"}, {"content_type": "text/html"}, {"content_type": 5},
+                 {"content_type": "IMAGE/JPEG"}):
+        error = refused(ask_upload(world["client"], world["need"]["id"], world["volunteer"], body), 400,
+                        "VALIDATION_ERROR")
+        assert list(error["details"]["fields"]) == ["content_type"], body
+
+
+def test_malformed_body_is_400_and_an_empty_body_defaults_to_jpeg(world):
+    client, need, volunteer = world["client"], world["need"], world["volunteer"]
+    bad = client.http.post(f"/v1/requests/{need['id']}/evidence", headers=volunteer, body="{not json")
+    refused(bad, 400, "VALIDATION_ERROR")
+    empty = client.http.post(f"/v1/requests/{need['id']}/evidence", headers=volunteer, body="")
+    assert empty.status_code == 200 and empty.json_body["key"].endswith(".jpg")
+
+
+def test_unknown_request_is_404(people):
+    client = people["client"]
+    refused(ask_upload(client, "req_doesnotexist", people["volunteer"]), 404, "NOT_FOUND")
+    refused(client.http.get("/v1/requests/req_doesnotexist/evidence", headers=people["requester"]), 404,
+            "NOT_FOUND")
+    refused(client.http.get("/v1/admin/requests/req_doesnotexist/evidence/access-log",
+                            headers=people["admin"]), 404, "NOT_FOUND")
+
+
+def test_no_upload_before_accept_or_after_completion(world):
+    client, requester, volunteer = world["client"], world["requester"], world["volunteer"]
+    other = client.http.post("/v1/requests", body=as_json(NEED), headers=json_headers(requester, "ev-need-2")).json_body
+    refused(ask_upload(client, other["id"], volunteer), 403, "FORBIDDEN")  # nobody's volunteer yet
+    need = world["need"]
+    drain(world["app"], "insurance")
+    client.http.post(f"/v1/requests/{need['id']}/check-in", headers=volunteer, body="{}")
+    key = ask_upload(client, need["id"], volunteer).json_body["key"]
+    done = client.http.post(f"/v1/requests/{need['id']}/complete", headers=volunteer,
+                            body=as_json({"minutes": 60, "evidence_key": key}))
+    assert done.status_code == 200, done.body
+    refused(ask_upload(client, need["id"], volunteer), 409, "INVALID_STATE")
+
+
+def test_only_admins_read_the_access_log(people):
+    for who in ("requester", "volunteer", "stranger"):
+        refused(people["client"].http.get("/v1/admin/requests/req_any/evidence/access-log",
+                                          headers=people[who]), 403, "FORBIDDEN")
+
+
+def test_retention_schedule_deletes_old_photos_and_links_skip_them(world):
+    client, app, need, volunteer = world["client"], world["app"], world["need"], world["volunteer"]
+    assert upload(ask_upload(client, need["id"], volunteer).json_body, b"old").status_code in (200, 204)
+    schedule_event = json.loads((EVENTS / "evidence_retention_schedule.json").read_text(encoding="utf-8"))
+    handler = app.handler_map["evidence-retention"]
+
+    clock.set_clock(lambda: NOW + timedelta(days=1))
+    assert upload(ask_upload(client, need["id"], volunteer).json_body, b"newer").status_code in (200, 204)
+    assert handler(schedule_event, None) == {"deleted": 0}
+
+    clock.set_clock(lambda: NOW + timedelta(days=180, minutes=1))
+    assert handler(schedule_event, None) == {"deleted": 1}
+    requester = login(client, "ev-req")  # tokens last 7 days: log in again on the moved clock
+    items = client.http.get(f"/v1/requests/{need['id']}/evidence", headers=requester).json_body["items"]
+    assert [requests.get(i["url"]).content for i in items] == [b"newer"]
+
+    clock.set_clock(lambda: NOW + timedelta(days=181, minutes=1))
+    assert handler(schedule_event, None) == {"deleted": 1}
+    assert client.http.get(f"/v1/requests/{need['id']}/evidence", headers=login(client, "ev-req")).json_body == {
+        "items": []}
