@@ -42,8 +42,11 @@ LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 
 TOP_LEVEL_KEYS = {
     "id", "display_name", "region", "admin_openids", "starting_credits",
     "evidence_retention_days", "reminder_lead_minutes", "log_retention_days",
-    "insurance", "tariffs", "alarms", "deploy",
+    "insurance", "tariffs", "alarms", "deploy", "wechat",
 }
+# Subscribe-message templates the mini-program asks consent for (logical name → WeChat id).
+WECHAT_TEMPLATES = ("match", "reminder")
+TEMPLATE_ID = re.compile(r"^[A-Za-z0-9_-]{10,64}$")
 
 
 class ConfigError(ValueError):
@@ -72,6 +75,7 @@ class CommunityConfig:
     tariff_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     alarm_emails: tuple[str, ...] = ()
     artifact_bucket: str = ""
+    wechat_templates: dict[str, str] = field(default_factory=dict)
 
     @property
     def partition(self) -> str:
@@ -114,6 +118,8 @@ class CommunityConfig:
             "TIMEBANK_INSURANCE_POLICY_NUMBER": self.insurance_policy_number,
             "TIMEBANK_TARIFF_OVERRIDES": json.dumps(self.tariff_overrides, ensure_ascii=False,
                                                     sort_keys=True, separators=(",", ":")),
+            "TIMEBANK_WECHAT_TEMPLATES": json.dumps(self.wechat_templates, sort_keys=True,
+                                                    separators=(",", ":")),
             **self.secret_parameters,
             "POWERTOOLS_SERVICE_NAME": APPLICATION,
             "POWERTOOLS_METRICS_NAMESPACE": "Timebank",
@@ -166,6 +172,9 @@ def parse_community(data: Mapping[str, Any], source: str = "<config>",
     deploy = check.table(data, "deploy", {"artifact_bucket"}, required=False)
     artifact_bucket = check.value(deploy, "deploy.artifact_bucket", _bucket, "")
 
+    wechat = check.table(data, "wechat", {"templates"}, required=False)
+    templates = check.value(wechat, "wechat.templates", _templates, {})
+
     tariffs = check.table(data, "tariffs", None, required=False)
     overrides = _tariff_overrides(tariffs or {}, problems)
 
@@ -176,8 +185,20 @@ def parse_community(data: Mapping[str, Any], source: str = "<config>",
         insurer=insurer, insurance_policy_number=policy, starting_credits=starting_credits,
         evidence_retention_days=retention, reminder_lead_minutes=lead,
         log_retention_days=log_days, tariff_overrides=overrides, alarm_emails=emails,
-        artifact_bucket=artifact_bucket,
+        artifact_bucket=artifact_bucket, wechat_templates=templates,
     )
+
+
+def _templates(value: Any) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise ValueError("must be a table of template name = WeChat template id")
+    unknown = sorted(set(value) - set(WECHAT_TEMPLATES))
+    if unknown:
+        raise ValueError(f"unknown template(s) {', '.join(unknown)} (known: {', '.join(WECHAT_TEMPLATES)})")
+    for name, template_id in value.items():
+        if not isinstance(template_id, str) or not TEMPLATE_ID.fullmatch(template_id):
+            raise ValueError(f"{name}: not a WeChat template id")
+    return dict(value)
 
 
 _REQUIRED = object()

@@ -1,6 +1,8 @@
 """Community files: the shipped ones load, and every bad value is reported by name."""
 from __future__ import annotations
 
+import json
+
 import copy
 import tomllib
 
@@ -114,7 +116,18 @@ BAD_VALUES = [
      "tariffs.tutoring.rounding", "increasing"),
     ("tariffs.tutoring", {"name": "补课"}, "tariffs.tutoring.name", "not a tariff setting"),
     ("tariffs.tutoring", {}, "tariffs.tutoring", "table of tariff settings"),
+    ("wechat.templates", "abc", "wechat.templates", "table of template name"),
+    ("wechat.templates", {"promo": "PROMO-template-0001"}, "wechat.templates", "unknown template"),
+    ("wechat.templates", {"match": "short"}, "wechat.templates", "not a WeChat template id"),
 ]
+
+
+def test_wechat_templates_reach_the_functions_environment():
+    from infra.config import load_community
+
+    environment = load_community("fuyuan").environment()
+    assert json.loads(environment["TIMEBANK_WECHAT_TEMPLATES"]) == {
+        "match": "FUYUAN-match-template-0001", "reminder": "FUYUAN-reminder-template-0001"}
 
 
 @pytest.mark.parametrize("path,value,field,fragment", BAD_VALUES,
