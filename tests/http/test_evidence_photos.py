@@ -163,7 +163,7 @@ def test_only_admins_read_the_access_log(people):
 def test_retention_schedule_deletes_old_photos_and_links_skip_them(world):
     client, app, need, volunteer = world["client"], world["app"], world["need"], world["volunteer"]
     assert upload(ask_upload(client, need["id"], volunteer).json_body, b"old").status_code in (200, 204)
-    schedule_event = json.loads((EVENTS / "evidence_retention_schedule.json").read_text(encoding="utf-8"))
+    schedule_event = json.loads((EVENTS / "evidence-retention.json").read_text(encoding="utf-8"))
     handler = app.handler_map["evidence-retention"]
 
     clock.set_clock(lambda: NOW + timedelta(days=1))

@@ -29,7 +29,7 @@ def world(client, app):
 
 def fire(app, schedule):
     """Invoke a schedule handler with the sample EventBridge event from events/."""
-    event = json.loads((EVENTS / f"schedule_{schedule.replace('-', '_')}.json").read_text())
+    event = json.loads((EVENTS / f"{schedule}.json").read_text())
     return app.handler_map[schedule](event, None)
 
 

@@ -103,7 +103,7 @@ def outbox_recipients() -> list[str]:
 
 
 def test_a_posted_request_notifies_the_best_three_never_the_requesters_household(world):
-    result = invoke(fresh_ids(load_event("matching_request_posted_batch.json")))
+    result = invoke(fresh_ids(load_event("match-requests.batch.json")))
     assert result == {"batchItemFailures": []}
     assert outbox_recipients() == ["openid-a", "openid-b", "openid-near"]
     items, _ = outbox_page(100, None)
@@ -127,7 +127,7 @@ def test_a_message_published_by_the_service_flows_through_sqs(world):
 
 
 def test_duplicate_deliveries_have_one_effect(world):
-    duplicated = load_event("matching_request_posted_batch.json")      # the same message twice in a batch
+    duplicated = load_event("match-requests.batch.json")      # the same message twice in a batch
     assert len({r["messageId"] for r in duplicated["Records"]}) == 2
     assert invoke(fresh_ids(duplicated)) == {"batchItemFailures": []}
     assert invoke(fresh_ids(duplicated)) == {"batchItemFailures": []}  # and redelivered later
@@ -138,7 +138,7 @@ def test_duplicate_deliveries_have_one_effect(world):
 
 
 def test_concurrent_duplicate_deliveries_notify_once(world):
-    event = load_event("matching_request_posted_batch.json")
+    event = load_event("match-requests.batch.json")
     single = {"Records": event["Records"][:1]}
     results: list[dict] = []
     # moto is not thread-safe: serialise its calls, but let the two invocations interleave.
@@ -160,7 +160,7 @@ def test_concurrent_duplicate_deliveries_notify_once(world):
 
 
 def test_poison_messages_are_reported_per_message_and_the_rest_succeeds(world):
-    event = fresh_ids(load_event("matching_poison_batch.json"))
+    event = fresh_ids(load_event("match-requests.poison.json"))
     good, not_json, wrong_type = (r["messageId"] for r in event["Records"])
     unknown = copy.deepcopy(event["Records"][0])
     unknown["messageId"] = str(uuid.uuid4())
@@ -197,7 +197,7 @@ def test_dynamodb_calls_per_match(world):
             calls[operation] += 1
         return real_call(self, operation, params)
 
-    event = fresh_ids({"Records": load_event("matching_request_posted_batch.json")["Records"][:1]})
+    event = fresh_ids({"Records": load_event("match-requests.batch.json")["Records"][:1]})
     with mock.patch.object(BaseClient, "_make_api_call", counting):
         assert invoke(event) == {"batchItemFailures": []}
     # Request and household (building): 2 GetItem; candidates: 1 Query; matches: 1 transaction;
@@ -219,5 +219,5 @@ def test_nothing_is_matched_for_a_request_taken_meanwhile(world):
     request = store.get(REQUEST_ID)
     store.transition(request, {"status": lc.ACCEPTED, "volunteer_id": world["a"].resident_id,
                                "volunteer_household_id": world["a"].household_id, "accepted_at": NOW})
-    assert invoke(fresh_ids(load_event("matching_request_posted_batch.json"))) == {"batchItemFailures": []}
+    assert invoke(fresh_ids(load_event("match-requests.batch.json"))) == {"batchItemFailures": []}
     assert outbox_recipients() == []

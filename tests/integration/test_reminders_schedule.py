@@ -20,7 +20,7 @@ from functions.requests import lifecycle as lc
 from functions.requests.lifecycle import ServiceRequest
 from local.lambda_events import lambda_context
 
-EVENT = json.loads((Path(__file__).resolve().parents[2] / "events" / "reminders_schedule.json").read_text())
+EVENT = json.loads((Path(__file__).resolve().parents[2] / "events" / "send-reminders.json").read_text())
 T0 = datetime(2026, 12, 2, 15, 0, tzinfo=CHINA_TZ)
 
 

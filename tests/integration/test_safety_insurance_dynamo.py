@@ -124,7 +124,7 @@ def sample_event(name: str) -> dict:
 
 def test_app_handler_processes_the_sample_batch_with_one_write_per_request(app):
     clock.set_clock(lambda: NOW)
-    event = sample_event("insurance_accepted_batch.json")
+    event = sample_event("insurance-records.batch.json")
     request_ids = sorted({json.loads(r["body"])["request_id"] for r in event["Records"]})
     assert len(event["Records"]) == 4 and len(request_ids) == 3  # one duplicate delivery
     for number, request_id in enumerate(request_ids):
@@ -137,7 +137,7 @@ def test_app_handler_processes_the_sample_batch_with_one_write_per_request(app):
 
 def test_app_handler_reports_poison_records_and_keeps_the_good_ones(app):
     clock.set_clock(lambda: NOW)
-    event = sample_event("insurance_poison_batch.json")
+    event = sample_event("insurance-records.poison.json")
     good, poison = set(), set()
     for record in event["Records"]:
         try:

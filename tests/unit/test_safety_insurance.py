@@ -201,7 +201,7 @@ def load_event(name: str) -> dict:
 
 
 def test_sample_batch_has_distinct_message_ids():
-    for name in ("insurance_accepted_batch.json", "insurance_poison_batch.json"):
+    for name in ("insurance-records.batch.json", "insurance-records.poison.json"):
         ids = [r["messageId"] for r in load_event(name)["Records"]]
         assert len(ids) == len(set(ids)) > 1
 
@@ -223,7 +223,7 @@ def split_batch(event: dict) -> tuple[set[str], set[str]]:
 
 
 def test_consumer_writes_each_request_once_and_reports_only_the_poison_records():
-    event = load_event("insurance_poison_batch.json")
+    event = load_event("insurance-records.poison.json")
     known, poison = split_batch(event)
     assert len(poison) == 2 and len(known) == 2 and len(event["Records"]) == 5  # one duplicate delivery
     register, store = register_with(*(service_request(rid) for rid in sorted(known)))
@@ -238,7 +238,7 @@ def test_consumer_writes_each_request_once_and_reports_only_the_poison_records()
 
 
 def test_consumer_reports_an_all_poison_batch_without_raising():
-    event = load_event("insurance_poison_batch.json")
+    event = load_event("insurance-records.poison.json")
     event["Records"] = [r for r in event["Records"] if "req_unknown" in r["body"]]
     register, _ = register_with()
     result = handle_insurance_batch(event, register=register)
