@@ -9,7 +9,7 @@ COMMUNITY ?= demo
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet 'pip==26.2.1'  # chalice 1.34 requires pip<26.3
 	$(PY) -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 

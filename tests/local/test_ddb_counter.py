@@ -61,3 +61,19 @@ def test_clients_outside_the_counter_are_not_counted(table):
         pass
     boto3.client("dynamodb").get_item(TableName=table, Key=item("x", "1"))
     assert counter.snapshot().total_calls == 0
+
+
+def test_sqs_and_s3_calls_are_counted_by_operation_apart_from_dynamodb(aws):
+    with counting_dynamodb() as counter:
+        sqs, s3 = boto3.client("sqs"), boto3.client("s3", region_name="cn-north-1")
+        with counter.measure() as spent:
+            url = sqs.create_queue(QueueName="bench-counter-queue")["QueueUrl"]
+            sqs.send_message(QueueUrl=url, MessageBody="{}")
+            sqs.send_message(QueueUrl=url, MessageBody="{}")
+            s3.create_bucket(Bucket="bench-counter-bucket",
+                             CreateBucketConfiguration={"LocationConstraint": "cn-north-1"})
+            s3.generate_presigned_post(Bucket="bench-counter-bucket", Key="k")  # signing, no call
+
+    assert spent.calls_of("sqs") == {"CreateQueue": 1, "SendMessage": 2}
+    assert spent.calls_of("s3") == {"CreateBucket": 1}
+    assert spent.total_calls == 0 and spent.items_written == 0

@@ -1,0 +1,54 @@
+"""``make bench``: prints figures; nothing here asserts on time. See bench/README.md."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from bench.environment import use_bench_environment
+
+use_bench_environment()  # before anything imports functions/
+
+from bench.imports import heaviest_imports, measure_imports  # noqa: E402
+from bench.latency import OUTBOX_POLL_SECONDS, measure_notification_latency  # noqa: E402
+from bench.operations import measure_operations  # noqa: E402
+from bench.report import import_table, latency_table, lifecycle_table, operations_table  # noqa: E402
+from local.config import RuntimeConfig  # noqa: E402
+
+
+BUILD = Path(__file__).resolve().parent.parent / "build"
+APP_LOG = BUILD / "bench-app.log"
+LATENCY_SAMPLES = 10
+SHORT_POLL_SECONDS = 0.05
+
+
+def runtime_log(poll_interval: float) -> Path:
+    return BUILD / f"bench-runtime-poll-{poll_interval:g}s.log"
+
+
+def main() -> int:
+    print("DynamoDB cost per business operation (counted on moto; community 'bench')\n")
+    results = measure_operations(APP_LOG)
+    print(operations_table(results.operations))
+    print("\nOne whole order, step by step: DynamoDB, SQS and S3 calls (same world; the "
+          "consumers' own receive/delete not counted)\n")
+    print(lifecycle_table(results.lifecycle))
+    default_poll = RuntimeConfig().poll_interval_seconds
+    print(f"\nPosting a need → the match notification in the local runtime (`make run`), "
+          f"{LATENCY_SAMPLES} samples each; outbox polled every {OUTBOX_POLL_SECONDS * 1000:.0f} ms\n")
+    latencies = [measure_notification_latency(interval, LATENCY_SAMPLES, runtime_log(interval))
+                 for interval in (SHORT_POLL_SECONDS, default_poll)]
+    print(latency_table(latencies))
+    print(f"\n`make run`'s consumer poll interval is {default_poll:g} s (--poll-interval / "
+          "TIMEBANK_LOCAL_POLL_SECONDS); an idle consumer waits that long between receives, "
+          "so it bounds the latency.")
+    print("\nCold import time, fresh interpreter each run, median of 5\n")
+    print(import_table(measure_imports(runs=5), heaviest_imports()))
+    failed = [r for r in [*results.operations, *results.lifecycle] if r.outcome != "ok"]
+    if failed:
+        print(f"\n{len(failed)} operation(s) did not complete; their rows show what they cost "
+              f"until they stopped. The application's log: {APP_LOG}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,30 @@
+"""The bench's own community on an in-process moto, set before ``functions`` is imported."""
+from __future__ import annotations
+
+import os
+
+BENCH_ADMIN = "admin-bench"
+
+BENCH_ENVIRONMENT = {
+    "AWS_ACCESS_KEY_ID": "bench",
+    "AWS_SECRET_ACCESS_KEY": "bench",
+    "AWS_SESSION_TOKEN": "bench",
+    "AWS_DEFAULT_REGION": "cn-north-1",
+    "AWS_REGION": "cn-north-1",
+    "TIMEBANK_COMMUNITY": "bench",
+    "TIMEBANK_STAGE": "local",
+    "TIMEBANK_ADMIN_OPENIDS": BENCH_ADMIN,
+    "TIMEBANK_STARTING_CREDITS": "300",
+}
+
+
+def bench_environment() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("AWS_ENDPOINT_URL", "AWS_PROFILE") and not k.startswith("TIMEBANK_")}
+    env.update(BENCH_ENVIRONMENT)
+    return env
+
+
+def use_bench_environment() -> None:
+    os.environ.clear()
+    os.environ.update(bench_environment())
