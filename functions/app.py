@@ -85,3 +85,16 @@ def match_requests(event):
 def send_reminders(event):
     """One reminder per participant of each accepted service starting within the lead time."""
     return send_due_reminders()
+
+
+# --- ledger --------------------------------------------------------------------------------
+from chalice import Cron  # noqa: E402
+
+from functions.ledger.reconciliation import run_scheduled_check  # noqa: E402
+
+
+@app.schedule(Cron(0, 18, "*", "*", "?", "*"), name="ledger-check")
+def ledger_check(event):
+    """Daily at 02:00 Beijing time: the ledger invariants, as a log line and metrics."""
+    report = run_scheduled_check()
+    return {"ok": report["ok"], "violations": len(report["violations"])}

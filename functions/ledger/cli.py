@@ -1,0 +1,24 @@
+"""``python -m functions.ledger.cli check``: reconcile the ledger of the configured endpoint
+(``AWS_ENDPOINT_URL`` for local moto, the account's DynamoDB otherwise), print the report as
+JSON and exit 1 when it is not ok. ``make ledger-check`` runs this."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from functions.ledger.service import get_ledger
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m functions.ledger.cli")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("check", help="reconcile balances with transfers; exit 1 on any violation")
+    parser.parse_args(argv)
+    report = get_ledger().check()
+    print(json.dumps(report, ensure_ascii=False, indent=2, sort_keys=True))
+    return 0 if report["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
