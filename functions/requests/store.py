@@ -24,7 +24,7 @@ from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
 from functions.core import clock
-from functions.core.errors import InvalidState, NotFound
+from functions.core.errors import InvalidState, NotFound, ValidationError
 from functions.core.storage import make_meta, table
 from functions.requests import lifecycle as lc
 from functions.requests.lifecycle import ServiceRequest
@@ -170,12 +170,30 @@ class RequestWrite:
                                condition=RequestRecord.status == self.expected_status)
 
 
+MAX_REQUEST_ID = 128  # ids we issue are ~30 characters; DynamoDB refuses empty or >2 KB keys (a 500)
+
+
+def _checked_cursor(cursor: dict | None, partition: tuple[str, str], sort_key: str) -> dict | None:
+    """Only a last evaluated key of this query (its index, its partition) reaches DynamoDB, which
+    refuses any other ExclusiveStartKey with a ValidationException (a 500, not the caller's 400)."""
+    if cursor is None:
+        return None
+    name, value = partition
+    if (set(cursor) != {"request_id", name, sort_key} or cursor[name] != {"S": value}
+            or not all(isinstance(v, dict) and set(v) == {"S"} and isinstance(v["S"], str) and v["S"]
+                       for v in cursor.values())):
+        raise ValidationError(details={"fields": {"cursor": "is not a cursor this API returned"}})
+    return cursor
+
+
 class RequestStore:
     def __init__(self, auto_confirm_after: timedelta):
         self.auto_confirm_after = auto_confirm_after
 
     # --- reads ------------------------------------------------------------------------------
     def get(self, request_id: str) -> ServiceRequest:
+        if not request_id or len(request_id) > MAX_REQUEST_ID:
+            raise NotFound("没有这个需求", {"request_id": request_id[:MAX_REQUEST_ID]})
         try:
             return _from_record(RequestRecord.get(request_id, consistent_read=True))
         except DoesNotExist:
@@ -196,7 +214,8 @@ class RequestStore:
         """Open needs newest first, without the caller's household (a filter, so a page may need
         more than one Query; the cursor is DynamoDB's own last evaluated key)."""
         items: list[ServiceRequest] = []
-        last_key = cursor
+        last_key = (_checked_cursor(cursor, ("status_category", f"{lc.OPEN}#{category}"), "created_key") if category
+                    else _checked_cursor(cursor, ("status", lc.OPEN), "created_key"))
         while len(items) < limit:
             if category:
                 query = RequestRecord.by_status_category.query(
@@ -214,13 +233,15 @@ class RequestStore:
         return items, last_key
 
     def by_household(self, household_id: str, limit: int, cursor: dict | None):
-        query = RequestRecord.by_household.query(household_id, scan_index_forward=False, limit=limit,
-                                                 last_evaluated_key=cursor)
+        query = RequestRecord.by_household.query(
+            household_id, scan_index_forward=False, limit=limit,
+            last_evaluated_key=_checked_cursor(cursor, ("household_id", household_id), "created_key"))
         return [_from_record(r) for r in query], query.last_evaluated_key
 
     def by_volunteer(self, volunteer_id: str, limit: int, cursor: dict | None):
-        query = RequestRecord.by_volunteer.query(volunteer_id, scan_index_forward=False, limit=limit,
-                                                 last_evaluated_key=cursor)
+        query = RequestRecord.by_volunteer.query(
+            volunteer_id, scan_index_forward=False, limit=limit,
+            last_evaluated_key=_checked_cursor(cursor, ("volunteer_id", volunteer_id), "created_key"))
         return [_from_record(r) for r in query], query.last_evaluated_key
 
     def due(self, status: str, until: datetime, since: datetime | None = None) -> Iterator[ServiceRequest]:

@@ -278,6 +278,8 @@ class DynamoVolunteerStore:
         return True
 
     def get_skill(self, skill_id: str) -> Skill | None:
+        if not skill_id or len(skill_id) > 128:  # not an id we issue; DynamoDB would refuse the key (a 500)
+            return None
         try:
             return _skill(SkillRecord.get(skill_id, consistent_read=True))
         except SkillRecord.DoesNotExist:
