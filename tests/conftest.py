@@ -41,6 +41,9 @@ def aws():
         provision_tables(boto3.client("dynamodb"))
         provision_queues(boto3.client("sqs"))
         provision_evidence_bucket(boto3.client("s3"), os.environ["AWS_REGION"])
+        from functions.requests.catalog import get_catalog
+
+        get_catalog().forget()  # a cached tariff from the previous test's account
         yield
     clock.set_clock(None)
 

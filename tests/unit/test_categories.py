@@ -89,3 +89,30 @@ def test_catalog_merges_config_overrides_and_admin_changes():
         catalog.get("nope")
     with pytest.raises(ValidationError):
         CategoryCatalog(store, overrides={"nope": {}})
+
+
+class CountingStore(InMemoryCategoryStore):
+    def __init__(self):
+        super().__init__()
+        self.loads = 0
+
+    def load_all(self):
+        self.loads += 1
+        return super().load_all()
+
+
+def test_catalog_reads_the_store_once_per_cache_period_and_sees_its_own_changes_at_once():
+    now = [0.0]
+    store = CountingStore()
+    catalog = CategoryCatalog(store, cache_seconds=30, monotonic=lambda: now[0])
+    for _ in range(5):
+        catalog.get("tutoring")
+    assert store.loads == 1
+    catalog.update("tutoring", {"max_minutes": 90}, actor="admin")
+    assert catalog.get("tutoring").max_minutes == 90
+    other = CategoryCatalog(store, cache_seconds=30, monotonic=lambda: now[0])
+    other.get("pet")
+    store.save(apply_changes(BUILTIN_CATEGORIES["pet"], {"max_minutes": 30}), actor="elsewhere")
+    assert other.get("pet").max_minutes == 480   # another function's change: not yet
+    now[0] = 30.0
+    assert other.get("pet").max_minutes == 30    # after the cache period
