@@ -16,6 +16,7 @@ from functions.requests.routes import requests_bp
 
 app = Chalice(app_name="timebank", configure_logs=False)
 web.use_authenticator(authenticate)
+app.register_middleware(web.contract_error_shape, "http")
 
 app.register_blueprint(system_bp)
 app.register_blueprint(identity_bp)

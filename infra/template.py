@@ -302,6 +302,7 @@ def finalize(sam: dict[str, Any], config: CommunityConfig, inventory: Inventory)
             resource["Properties"]["Tags"] = _tag_map(config)
 
     resources.update(_alarms(resources, config))
+    resources.update(_gateway_responses())
 
     template["Outputs"].update({
         "Community": {"Value": config.id},
@@ -313,6 +314,32 @@ def finalize(sam: dict[str, Any], config: CommunityConfig, inventory: Inventory)
     if problems:
         raise BuildError("template does not wire the app:\n  " + "\n  ".join(problems))
     return template
+
+
+# API Gateway answers some requests itself (an unknown path is "Missing Authentication Token",
+# 403, echoing the Authorization header); API.md promises {code, message, details} everywhere.
+_GATEWAY_RESPONSES = {
+    "MISSING_AUTHENTICATION_TOKEN": ("404", "NOT_FOUND", "接口不存在"),
+    "DEFAULT_4XX": (None, "BAD_REQUEST", "请求无效"),
+    "DEFAULT_5XX": (None, "INTERNAL_ERROR", "服务器内部错误，请稍后再试"),
+}
+
+
+def _gateway_responses() -> dict[str, Any]:
+    resources = {}
+    for response_type, (status, code, message) in _GATEWAY_RESPONSES.items():
+        properties: dict[str, Any] = {
+            "RestApiId": {"Ref": "RestAPI"},
+            "ResponseType": response_type,
+            "ResponseParameters": {"gatewayresponse.header.Content-Type": "'application/json'"},
+            "ResponseTemplates": {"application/json": json.dumps(
+                {"code": code, "message": message, "details": {}}, ensure_ascii=False)},
+        }
+        if status:
+            properties["StatusCode"] = status
+        resources[f"GatewayResponse{camel(response_type.lower())}"] = {
+            "Type": "AWS::ApiGateway::GatewayResponse", "Properties": properties}
+    return resources
 
 
 def _wire_queue_event(function: dict[str, Any], consumer: Any) -> None:

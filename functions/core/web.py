@@ -170,3 +170,25 @@ def route(bp: Blueprint, path: str, methods: list[str] | None = None, *, auth: A
         return view
 
     return decorator
+
+
+# Errors Chalice raises before a view runs (unknown method, unsupported content type, …) come
+# in its own {"Code", "Message"} shape; API.md promises one error body everywhere.
+_CHALICE_ERRORS = {
+    405: ("METHOD_NOT_ALLOWED", "该接口不支持此请求方法"),
+    415: ("UNSUPPORTED_MEDIA_TYPE", "请求体须为 JSON（Content-Type: application/json）"),
+    400: ("VALIDATION_ERROR", "请求无效"),
+    404: ("NOT_FOUND", "未找到"),
+    413: ("VALIDATION_ERROR", "请求体过大"),
+}
+NOT_FOUND_ROUTE_BODY = {"code": "NOT_FOUND", "message": "接口不存在", "details": {}}
+
+
+def contract_error_shape(event: Any, get_response: Callable[[Any], Response]) -> Response:
+    """HTTP middleware: rewrite Chalice's own error bodies into API.md's error body."""
+    response = get_response(event)
+    body = response.body
+    if response.status_code >= 400 and isinstance(body, dict) and set(body) == {"Code", "Message"}:
+        code, message = _CHALICE_ERRORS.get(response.status_code, ("BAD_REQUEST", "请求无效"))
+        return json_response({"code": code, "message": message, "details": {}}, response.status_code)
+    return response

@@ -1,12 +1,14 @@
 """Ledger HTTP entrypoints (API.md "Credits"): parse, authorize, call the ledger, shape.
 
-Who may read a statement (``GET /v1/accounts/{id}/transfers``):
-- the resident's own personal account and the caller's household account;
+Who may read a statement (``GET /v1/accounts/{id}/transfers``), as API.md says — "the owner,
+household members, admin":
+- the owner: the resident's own personal account;
+- household members: the household account, and the personal accounts of the other residents
+  of the same household (credits are kept per household; members spend for each other);
 - admins: any account;
-- nobody else — not even another member's personal account (a household shares the household
-  account, not each other's earnings). A non-admin asking for any other account gets 403
-  whether it exists or not: household ids are derived from addresses, so a 404/403 difference
-  would tell strangers which flats are registered. Ids that are not account ids at all are 404.
+- nobody else. A non-admin asking for any other account gets 403 whether it exists or not:
+  household ids are derived from addresses, so a 404/403 difference would tell strangers
+  which flats are registered. Ids that are not account ids at all are 404.
 """
 from __future__ import annotations
 
@@ -102,6 +104,14 @@ def _account_from_path(raw: str) -> Account:
     raise NotFound("账户不存在", {"account": "unknown"})
 
 
+def _member_of_callers_household(caller: Any, account: Account) -> bool:
+    if account.kind != RESIDENT:
+        return False
+    from functions.identity.directory import get_directory
+
+    return get_directory().has_member(caller.household_id, account.owner)
+
+
 def _account_exists(account: Account) -> bool:
     if account.id in SYSTEM_ACCOUNTS:
         return True
@@ -115,17 +125,14 @@ def _account_exists(account: Account) -> bool:
     return get_ledger().account_seen(account.id)
 
 
-@route(ledger_bp, "/v1/accounts/{account_id}/transfers", auth=Auth.LOGIN)
+@route(ledger_bp, "/v1/accounts/{account_id}/transfers", auth=Auth.VERIFIED_OR_ADMIN)
 def account_transfers(ctx: RequestContext, account_id: str) -> dict[str, Any]:
     account = _account_from_path(account_id)
     caller = ctx.caller
     if not caller.is_admin:
-        from functions.identity.auth import require
-
-        require(caller, Auth.VERIFIED)
         own = {resident_account(caller.resident_id), household_account(caller.household_id)}
-        if account.id not in own:
-            raise Forbidden("只能查看本人或本户的账户流水")
+        if account.id not in own and not _member_of_callers_household(caller, account):
+            raise Forbidden("只能查看本人或本户成员的账户流水")
     elif not _account_exists(account):
         raise NotFound("账户不存在", {"account": account.id})
     limit, cursor = ctx.page()

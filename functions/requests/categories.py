@@ -145,7 +145,10 @@ def _credit_mode(value: Any) -> str:
 def _multiplier(value: Any) -> Decimal:
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise ValueError("must be a number")
-    number = Decimal(str(value))
+    try:
+        number = Decimal(str(value))
+    except InvalidOperation:
+        raise ValueError("must be a number") from None
     if not number.is_finite() or not Decimal("0") <= number <= Decimal("10"):
         raise ValueError("must be between 0 and 10")
     if number != number.quantize(Decimal("0.01")):

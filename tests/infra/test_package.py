@@ -263,6 +263,19 @@ def test_alarms_on_every_dead_letter_queue_and_every_function(packaged):
 
 # ---- secrets, environment, partitions, names ------------------------------------------------
 
+def test_api_gateways_own_errors_use_the_contract_error_body(packaged):
+    for built in builds(packaged):
+        responses = {r["Properties"]["ResponseType"]: r["Properties"]
+                     for r in built.of_type("AWS::ApiGateway::GatewayResponse").values()}
+        assert set(responses) == {"MISSING_AUTHENTICATION_TOKEN", "DEFAULT_4XX", "DEFAULT_5XX"}
+        unknown_route = responses["MISSING_AUTHENTICATION_TOKEN"]
+        assert unknown_route["StatusCode"] == "404"
+        for properties in responses.values():
+            assert properties["RestApiId"] == {"Ref": "RestAPI"}
+            body = json.loads(properties["ResponseTemplates"]["application/json"])
+            assert set(body) == {"code", "message", "details"}
+
+
 def test_functions_get_configuration_and_secret_names_never_secret_values(packaged):
     for community, built in packaged.communities.items():
         config = community_file(community)
