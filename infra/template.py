@@ -108,6 +108,10 @@ def role_policy(config: CommunityConfig, inventory: Inventory) -> dict[str, Any]
                            "Action": SQS_ACTIONS, "Resource": queues})
     statements.append({"Sid": "EvidenceObjects", "Effect": "Allow", "Action": EVIDENCE_ACTIONS,
                        "Resource": {"Fn::Sub": "${%s.Arn}/*" % EVIDENCE_BUCKET}})
+    # Listing a request's photos and the retention sweep list the bucket; without it S3 also
+    # answers 403 instead of 404 to a HeadObject of a photo that was never uploaded.
+    statements.append({"Sid": "EvidenceListing", "Effect": "Allow", "Action": ["s3:ListBucket"],
+                       "Resource": {"Fn::GetAtt": [EVIDENCE_BUCKET, "Arn"]}})
     statements.append({"Sid": "CommunitySecrets", "Effect": "Allow", "Action": PARAMETER_ACTIONS,
                        "Resource": {"Fn::Sub": "arn:${AWS::Partition}:ssm:${AWS::Region}:"
                                                "${AWS::AccountId}:parameter" + config.parameter_path + "*"}})

@@ -242,6 +242,10 @@ def test_iam_grants_data_plane_actions_only_on_this_communitys_resources(package
                         for resource in resources:
                             assert _references_own_resource(resource, built), (actions, resource)
         assert data_plane_statements >= 3  # tables, bucket, parameters (+ queues)
+        listing = [st for role in roles.values() for policy in role["Properties"]["Policies"]
+                   for st in policy["PolicyDocument"]["Statement"] if st["Action"] == ["s3:ListBucket"]]
+        # Photos are listed per request and swept by age; only this community's bucket.
+        assert listing and all(st["Resource"] == {"Fn::GetAtt": ["EvidenceBucket", "Arn"]} for st in listing)
 
 
 # ---- alarms ---------------------------------------------------------------------------------
