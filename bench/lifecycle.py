@@ -4,7 +4,8 @@ The walk of ``tests/http/test_request_lifecycle.py::test_whole_lifecycle_with_ma
 a need in a category that requires insurance and evidence (``companion``) is posted, the
 matching consumer notifies the one volunteer (who declared the category and consented to one
 "match" message), the volunteer accepts, the insurance consumer writes the record, the volunteer
-asks for an evidence upload form, checks in with its key, completes, and the requester confirms
+asks for an evidence upload URL, PUTs the photo (uncounted: the phone's call to S3), checks in
+with its key (one HeadObject), completes, and the requester confirms
 (settlement). HTTP goes through ``chalice.test.Client``; the queue steps hand what is waiting to
 the real ``@app.on_sqs_message`` handler the way the local runtime does (``local.consumers``).
 
@@ -27,6 +28,7 @@ VOLUNTEER = "bench-order-volunteer"
 CATEGORY = "companion"        # requires insurance and evidence
 POSTED_MINUTES = 90
 SERVED_MINUTES = 80
+PHOTO = b"\xff\xd8\xff\xe0" + b"\x00" * 4096
 
 
 class QueueDrainer:
@@ -115,9 +117,14 @@ def run_lifecycle(s: Scenario, drainers: dict[str, QueueDrainer]) -> None:
          lambda r: expect(r["volunteer_id"] == volunteer["id"], "another volunteer"))
     step("insurance consumer (1 message)", drainers["insurance"].drain,
          lambda handled: expect(handled == 1, f"{handled} messages handled"))
-    upload = step("evidence upload form (POST …/evidence)", lambda: s.http(
-        "POST", f"{request_path}/evidence", VOLUNTEER, {"content_type": "image/jpeg"}),
+    upload = step("evidence upload URL (POST …/evidence)", lambda: s.http(
+        "POST", f"{request_path}/evidence", VOLUNTEER, {"content_type": "image/jpeg", "size": len(PHOTO)}),
         lambda r: expect(bool(r.get("key")), "no key"))
+    if upload:
+        # The phone PUTs the photo straight to S3: not the function's cost, not counted.
+        import requests
+
+        requests.put(upload["upload_url"], data=PHOTO, headers=upload["headers"]).raise_for_status()
     step("check-in with the evidence key", lambda: s.http(
         "POST", f"{request_path}/check-in", VOLUNTEER, {"evidence_key": (upload or {}).get("key")}),
         lambda r: expect(r["status"] == "in_service", f"status {r['status']}"))

@@ -36,6 +36,12 @@ class Household(Protocol):
     def has_member(self, household_id: str, member_id: str) -> bool: ...
 
 
+class EvidenceUploads(Protocol):
+    def verify_upload(self, request_id: str, key: str) -> None:
+        """Raise a 422 unless the photo under ``key`` was uploaded and is acceptable (a refused
+        photo is deleted)."""
+
+
 class VolunteerStats(Protocol):
     """Completion, ratings and recent load that matching ranks by; idempotent per request."""
     def record_accepted(self, request: ServiceRequest) -> bool: ...
@@ -56,10 +62,10 @@ class NewRequest:
 class RequestService:
     def __init__(self, store: RequestStore, ledger: Any, catalog: CategoryCatalog, publisher: Publisher,
                  insurance: InsuranceRegister, households: Household, stats: VolunteerStats,
-                 now: Callable[[], datetime] = clock.now):
+                 evidence: EvidenceUploads, now: Callable[[], datetime] = clock.now):
         self.store, self.ledger, self.catalog = store, ledger, catalog
         self.publisher, self.insurance, self.households, self.now = publisher, insurance, households, now
-        self.stats = stats
+        self.stats, self.evidence = stats, evidence
 
     # --- posting ----------------------------------------------------------------------------
     def post(self, caller: Caller, new: NewRequest, idempotency_key: str) -> ServiceRequest:
@@ -141,6 +147,7 @@ class RequestService:
         needs_insurance = category.requires_insurance
         insured = self.insurance.has_record(request_id) if needs_insurance and request.is_volunteer(caller) else True
         changes = lc.check_in(request, caller, self.now(), evidence_key, insured, needs_insurance)
+        self._verify_upload(request, evidence_key)
         return self.store.transition(request, changes)
 
     def complete(self, caller: Caller, request_id: str, minutes: int, evidence_key: str | None) -> ServiceRequest:
@@ -148,6 +155,7 @@ class RequestService:
         category = self.catalog.get(request.category)
         self._check_evidence_key(request, evidence_key)
         changes = lc.complete(request, caller, self.now(), minutes, evidence_key, category.requires_evidence)
+        self._verify_upload(request, evidence_key)
         return self.store.transition(request, changes)
 
     def confirm(self, caller: Caller, request_id: str, rating: int | None, comment: str | None) -> ServiceRequest:
@@ -227,6 +235,12 @@ class RequestService:
         # request cannot point at another's photos.
         if key is not None and not key.startswith(f"evidence/{request.id}/"):
             raise ValidationError(details={"fields": {"evidence_key": "was not issued for this request"}})
+
+    def _verify_upload(self, request: ServiceRequest, key: str | None) -> None:
+        # After the lifecycle rules, so only the volunteer, in the right state, gets a photo
+        # looked at (and a refused one deleted).
+        if key is not None:
+            self.evidence.verify_upload(request.id, key)
 
     # --- schedules --------------------------------------------------------------------------
     def expire_due(self) -> int:

@@ -27,6 +27,8 @@ def get_request_service() -> RequestService:
     from functions.ledger.service import get_ledger
     from functions.requests.volunteer_store import get_volunteer_service
     from functions.safety.insurance import get_insurance_register
+    from functions.safety.wiring import evidence_service
 
     return RequestService(get_request_store(), get_ledger(), get_catalog(), SqsPublisher(),
-                          get_insurance_register(), get_directory(), get_volunteer_service())
+                          get_insurance_register(), get_directory(), get_volunteer_service(),
+                          evidence_service())

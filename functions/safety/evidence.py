@@ -1,19 +1,20 @@
 """Check-in/out photos (影像留存): private storage, short-lived links, access log, retention.
 
-Upload: the accepting volunteer asks for a pre-signed **POST** (an S3 POST policy) for one
-photo. The policy fixes the key, the ``Content-Type`` and a ``content-length-range`` of
-1 byte .. 5 MB, and S3 itself refuses any upload outside it (400 EntityTooLarge). A pre-signed
-PUT cannot carry a size range — it could only pin an exact size the client would have to
-declare first — so the POST is the one that truly enforces the limit, and it is what the
-mini-program's ``wx.uploadFile`` sends anyway (multipart form: the returned ``fields``, then the
-file). The response keeps API.md's ``upload_url``/``key``/``expires_in`` and adds ``method``
-and ``fields``.
+Upload: the accepting volunteer asks for an upload of one photo and gets a pre-signed **PUT**
+(API.md): ``upload_url`` with the ``headers`` to send (``Content-Type``, and ``Content-Length``
+when the body declared ``size``). The signature covers the key, the type and, when declared, the
+exact size, so S3 refuses any other. A PUT cannot carry a size *range*, so when no size was
+declared (contract clients send no body) the limit is enforced when the key is used: check-in
+and completion call ``verify_upload`` (one HeadObject), which refuses a missing photo, and
+refuses and deletes one that is too large or of another type (PIPL: what we refuse we do not
+keep). The same response carries, under ``form``, an S3 POST policy (key, type, 1 byte..5 MB)
+for ``wx.uploadFile``, which sends a multipart POST; there S3 itself enforces the range.
 
 Keys are ``evidence/<request_id>/<YYYYMMDDTHHMMSS>-<random>.<ext>``: the request prefix lets the
 request lifecycle accept only this request's keys and lets viewers list exactly its photos;
 the issue time (community time zone) in the key is what retention measures age by, so the
-rule does not depend on S3's LastModified (which can only be later, by at most the policy's
-5 minutes).
+rule does not depend on S3's LastModified (which can only be later, by at most the upload
+URL's 5 minutes).
 
 Viewing: the two parties (requester's household, the volunteer) and admins get pre-signed GET
 links of the photos that exist (a photo deleted by retention simply is not listed); every view
@@ -29,7 +30,7 @@ from datetime import datetime, timedelta
 from typing import Any, Callable, Iterable, Iterator, Protocol
 
 from functions.core import clock
-from functions.core.errors import Forbidden, InvalidState, ValidationError
+from functions.core.errors import BusinessRuleViolation, Forbidden, InvalidState, ValidationError
 from functions.core.observability import logger
 from functions.identity.caller import Caller
 from functions.requests import lifecycle as lc
@@ -43,6 +44,21 @@ DEFAULT_RETENTION_DAYS = 180
 UPLOAD_STATES = (lc.ACCEPTED, lc.IN_SERVICE)
 ROOT_PREFIX = "evidence/"
 _KEY = re.compile(r"^evidence/(?P<request>[A-Za-z0-9_\-]+)/(?P<issued>\d{8}T\d{6})-[0-9a-f]{16}\.(jpg|png|heic)$")
+
+
+class EvidenceNotUploaded(BusinessRuleViolation):
+    code = "EVIDENCE_NOT_UPLOADED"
+    default_message = "服务影像尚未上传成功，请重新上传后再试"
+
+
+class EvidenceTooLarge(BusinessRuleViolation):
+    code = "EVIDENCE_TOO_LARGE"
+    default_message = "服务影像超过 5MB，已删除，请压缩后重新上传"
+
+
+class EvidenceWrongType(BusinessRuleViolation):
+    code = "EVIDENCE_WRONG_TYPE"
+    default_message = "服务影像格式不符，已删除，请上传 JPEG、PNG 或 HEIC 图片"
 
 
 def request_prefix(request_id: str) -> str:
@@ -71,10 +87,23 @@ class StoredObject:
     last_modified: datetime
 
 
+@dataclass(frozen=True)
+class ObjectHead:
+    key: str
+    size: int
+    content_type: str
+
+
 class ObjectStorage(Protocol):
-    def presign_upload(self, key: str, content_type: str, max_bytes: int, expires_in: int) -> dict[str, Any]:
+    def presign_put(self, key: str, content_type: str, size: int | None, expires_in: int) -> str:
+        """A PUT URL for exactly ``key`` and ``content_type`` and, when given, exactly ``size`` bytes."""
+
+    def presign_post(self, key: str, content_type: str, max_bytes: int, expires_in: int) -> dict[str, Any]:
         """A POST policy for exactly ``key`` and ``content_type``, 1..``max_bytes`` bytes:
         ``{"url", "fields"}``."""
+
+    def head(self, key: str) -> ObjectHead | None:
+        """Size and type of the object, None when there is none."""
 
     def presign_download(self, key: str, expires_in: int) -> str: ...
 
@@ -134,10 +163,13 @@ class EvidenceService:
         self.retention = timedelta(days=retention_days)
         self.now, self.token = now, token
 
-    def issue_upload(self, caller: Caller, request_id: str, content_type: str = "image/jpeg") -> dict[str, Any]:
+    def issue_upload(self, caller: Caller, request_id: str, content_type: str = "image/jpeg",
+                     size: int | None = None) -> dict[str, Any]:
         extension = CONTENT_TYPES.get(content_type)
         if extension is None:
             raise ValidationError(details={"fields": {"content_type": f"must be one of {', '.join(CONTENT_TYPES)}"}})
+        if size is not None and not 1 <= size <= MAX_UPLOAD_BYTES:
+            raise ValidationError(details={"fields": {"size": f"must be 1..{MAX_UPLOAD_BYTES} bytes"}})
         request = self.requests.get(request_id)
         if not request.is_volunteer(caller):
             raise Forbidden("只有接单的志愿者可以上传服务影像")
@@ -145,10 +177,37 @@ class EvidenceService:
             raise InvalidState(f"需求当前状态为 {request.status}，不能上传影像",
                                {"status": request.status, "allowed": list(UPLOAD_STATES)})
         key = evidence_key(request.id, self.now(), self.token(), extension)
-        form = self.storage.presign_upload(key, content_type, MAX_UPLOAD_BYTES, UPLOAD_EXPIRES_SECONDS)
-        return {"upload_url": form["url"], "method": "POST", "fields": form["fields"], "key": key,
-                "content_type": content_type, "max_bytes": MAX_UPLOAD_BYTES,
-                "expires_in": UPLOAD_EXPIRES_SECONDS}
+        headers = {"Content-Type": content_type}
+        if size is not None:
+            headers["Content-Length"] = str(size)
+        form = self.storage.presign_post(key, content_type, MAX_UPLOAD_BYTES, UPLOAD_EXPIRES_SECONDS)
+        return {"upload_url": self.storage.presign_put(key, content_type, size, UPLOAD_EXPIRES_SECONDS),
+                "method": "PUT", "headers": headers, "key": key, "content_type": content_type,
+                "max_bytes": MAX_UPLOAD_BYTES, "expires_in": UPLOAD_EXPIRES_SECONDS,
+                "form": {"url": form["url"], "fields": form["fields"], "max_bytes": MAX_UPLOAD_BYTES}}
+
+    def verify_upload(self, request_id: str, key: str) -> None:
+        """Before a check-in or completion names ``key``: the photo must be there, 1 byte..5 MB,
+        of the type its key was issued for. A refused photo is deleted, not kept."""
+        match = _KEY.match(key)
+        if not key.startswith(request_prefix(request_id)) or match is None:
+            raise ValidationError(details={"fields": {"evidence_key": "was not issued for this request"}})
+        head = self.storage.head(key)
+        if head is None:
+            raise EvidenceNotUploaded(details={"evidence_key": key})
+        refusal: BusinessRuleViolation | None = None
+        if head.size > MAX_UPLOAD_BYTES:
+            refusal = EvidenceTooLarge(details={"evidence_key": key, "size": head.size,
+                                                "max_bytes": MAX_UPLOAD_BYTES})
+        elif head.size < 1:
+            refusal = EvidenceNotUploaded(details={"evidence_key": key, "size": 0})
+        elif CONTENT_TYPES.get(head.content_type) != key.rsplit(".", 1)[1]:
+            refusal = EvidenceWrongType(details={"evidence_key": key, "allowed": list(CONTENT_TYPES)})
+        if refusal is not None:
+            self.storage.delete([key])
+            logger.info("evidence refused and deleted", extra={"request_id": request_id, "code": refusal.code,
+                                                               "size": head.size})
+            raise refusal
 
     def links(self, caller: Caller, request_id: str) -> list[dict[str, Any]]:
         request = self.requests.get(request_id)
@@ -211,16 +270,34 @@ class InMemoryObjectStorage:
 
     def __init__(self, now: Callable[[], datetime] = clock.now):
         self.objects: dict[str, StoredObject] = {}
+        self.content_types: dict[str, str] = {}
         self.signed: list[dict[str, Any]] = []
+        self.heads = 0
         self.now = now
 
-    def put(self, key: str, size: int, last_modified: datetime | None = None) -> None:
+    def put(self, key: str, size: int, last_modified: datetime | None = None,
+            content_type: str | None = None) -> None:
+        """Store an object; its type defaults to the one its key's extension was issued for."""
+        if content_type is None:
+            extension = key.rsplit(".", 1)[-1]
+            content_type = next((t for t, e in CONTENT_TYPES.items() if e == extension), "application/octet-stream")
         self.objects[key] = StoredObject(key, size, last_modified or self.now())
+        self.content_types[key] = content_type
 
-    def presign_upload(self, key: str, content_type: str, max_bytes: int, expires_in: int) -> dict[str, Any]:
+    def presign_put(self, key: str, content_type: str, size: int | None, expires_in: int) -> str:
+        self.signed.append({"method": "PUT", "key": key, "content_type": content_type, "size": size,
+                            "expires_in": expires_in})
+        return f"memory://evidence/{key}?method=PUT&content_type={content_type}&size={size}"
+
+    def presign_post(self, key: str, content_type: str, max_bytes: int, expires_in: int) -> dict[str, Any]:
         self.signed.append({"method": "POST", "key": key, "content_type": content_type, "max_bytes": max_bytes,
                             "expires_in": expires_in})
         return {"url": "memory://evidence/", "fields": {"key": key, "Content-Type": content_type}}
+
+    def head(self, key: str) -> ObjectHead | None:
+        self.heads += 1
+        stored = self.objects.get(key)
+        return None if stored is None else ObjectHead(key, stored.size, self.content_types[key])
 
     def presign_download(self, key: str, expires_in: int) -> str:
         self.signed.append({"method": "GET", "key": key, "expires_in": expires_in})
@@ -232,6 +309,7 @@ class InMemoryObjectStorage:
     def delete(self, keys: list[str]) -> int:
         for key in keys:
             self.objects.pop(key, None)
+            self.content_types.pop(key, None)
         return len(keys)
 
 

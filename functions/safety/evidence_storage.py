@@ -5,9 +5,10 @@ from typing import Any, Iterator
 
 from functions.core import clock
 from functions.core.storage import region
-from functions.safety.evidence import StoredObject
+from functions.safety.evidence import ObjectHead, StoredObject
 
 S3_DELETE_BATCH = 1000  # DeleteObjects takes at most 1000 keys
+_MISSING = {"404", "NoSuchKey", "NotFound"}
 
 
 class S3ObjectStorage:
@@ -23,13 +24,21 @@ class S3ObjectStorage:
             import boto3
             from botocore.config import Config
 
-            # SigV4 POST policies and GET links; the regional client keeps URLs valid in aws-cn,
-            # which has no global S3 endpoint.
+            # SigV4 PUT/GET URLs and POST policies; the regional client keeps URLs valid in
+            # aws-cn, which has no global S3 endpoint.
             self._client = boto3.client("s3", region_name=region(),
                                         config=Config(signature_version="s3v4"))
         return self._client
 
-    def presign_upload(self, key: str, content_type: str, max_bytes: int, expires_in: int) -> dict[str, Any]:
+    def presign_put(self, key: str, content_type: str, size: int | None, expires_in: int) -> str:
+        # Every parameter given here becomes a signed header (content-type, content-length):
+        # S3 refuses a PUT whose headers differ from what was signed.
+        params: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "ContentType": content_type}
+        if size is not None:
+            params["ContentLength"] = size
+        return self._s3().generate_presigned_url("put_object", Params=params, ExpiresIn=expires_in)
+
+    def presign_post(self, key: str, content_type: str, max_bytes: int, expires_in: int) -> dict[str, Any]:
         # No condition may be left open: S3 refuses a form whose fields the policy does not
         # name, and everything the policy names (key, type, size range) it enforces.
         return self._s3().generate_presigned_post(
@@ -40,6 +49,19 @@ class S3ObjectStorage:
     def presign_download(self, key: str, expires_in: int) -> str:
         return self._s3().generate_presigned_url(
             "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires_in)
+
+    def head(self, key: str) -> ObjectHead | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            response = self._s3().head_object(Bucket=self.bucket, Key=key)
+        except ClientError as error:
+            # A missing key is 404 only to a caller allowed to s3:ListBucket; without it S3
+            # answers 403, which is raised here like any other failure.
+            if error.response.get("Error", {}).get("Code") in _MISSING:
+                return None
+            raise
+        return ObjectHead(key, int(response["ContentLength"]), response.get("ContentType", ""))
 
     def list(self, prefix: str) -> Iterator[StoredObject]:
         paginator = self._s3().get_paginator("list_objects_v2")

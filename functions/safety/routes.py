@@ -4,9 +4,9 @@ from __future__ import annotations
 from chalice import Blueprint, Response
 
 from functions.core import clock
-from functions.core.validation import Str
+from functions.core.validation import Int, Str
 from functions.core.web import Auth, RequestContext, page_body, route
-from functions.safety.evidence import CONTENT_TYPES
+from functions.safety.evidence import CONTENT_TYPES, MAX_UPLOAD_BYTES
 from functions.safety.export import insured_list_csv
 from functions.safety.insurance import export_range
 from functions.safety.wiring import evidence_service, insurance_register
@@ -18,8 +18,10 @@ PAGE_QUERY = {"limit": Str(max_len=3, required=False), "cursor": Str(max_len=200
 
 @route(safety_bp, "/v1/requests/{request_id}/evidence", methods=["POST"], auth=Auth.VERIFIED)
 def issue_evidence_upload(ctx: RequestContext, request_id: str) -> dict:
-    body = ctx.body({"content_type": Str(choices=tuple(CONTENT_TYPES), required=False)})
-    return evidence_service().issue_upload(ctx.caller, request_id, body.get("content_type", "image/jpeg"))
+    body = ctx.body({"content_type": Str(choices=tuple(CONTENT_TYPES), required=False),
+                     "size": Int(min=1, max=MAX_UPLOAD_BYTES, required=False)})
+    return evidence_service().issue_upload(ctx.caller, request_id, body.get("content_type", "image/jpeg"),
+                                           body.get("size"))
 
 
 @route(safety_bp, "/v1/requests/{request_id}/evidence", auth=Auth.LOGIN)

@@ -1,5 +1,7 @@
-"""Check-in/out photos over HTTP: the volunteer gets an upload form, the parties and admins get
-short links, everyone else is refused, every view is logged, and retention deletes old photos."""
+"""Check-in/out photos over HTTP: the volunteer gets a pre-signed PUT (and a POST form), check-in
+and completion accept only a key whose photo was uploaded within the limit (refused photos are
+deleted), the parties and admins get short links, everyone else is refused, every view is
+logged, and retention deletes old photos."""
 from __future__ import annotations
 
 import json
@@ -15,6 +17,7 @@ from tests.helpers import admin_headers, as_json, json_headers, login, register,
 from tests.queues import drain
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
+MAX_BYTES = 5 * 1024 * 1024
 NOW = datetime(2026, 12, 1, 8, 0, tzinfo=CHINA_TZ)
 NEED = {"category": "pickup", "title": "放学接孩子", "description": "实验小学门口",
         "start_at": (NOW + timedelta(hours=3)).isoformat(), "duration_minutes": 60}
@@ -55,19 +58,40 @@ def ask_upload(client, need_id, headers, body=None):
                             body=as_json(body if body is not None else {"content_type": "image/jpeg"}))
 
 
-def upload(form, content: bytes, content_type: str = "image/jpeg"):
-    return requests.post(form["upload_url"], data=form["fields"], files={"file": ("p", content, content_type)})
+def upload(issued, content: bytes):
+    """What a client built to API.md does: PUT the bytes to upload_url with the given headers."""
+    return requests.put(issued["upload_url"], data=content, headers=issued["headers"])
+
+
+def upload_form(issued, content: bytes, content_type: str = "image/jpeg"):
+    """What wx.uploadFile does: a multipart POST of the form fields, then the file."""
+    form = issued["form"]
+    return requests.post(form["url"], data=form["fields"], files={"file": ("p", content, content_type)})
+
+
+def act(client, need_id, action, headers, body):
+    return client.http.post(f"/v1/requests/{need_id}/{action}", headers=headers, body=as_json(body))
+
+
+def evidence_keys(client, need_id, headers):
+    listed = client.http.get(f"/v1/requests/{need_id}/evidence", headers=headers)
+    assert listed.status_code == 200, listed.body
+    return [item["key"] for item in listed.json_body["items"]]
 
 
 def test_volunteer_uploads_checks_in_with_the_key_and_parties_see_the_photo(world):
     client, need, volunteer = world["client"], world["need"], world["volunteer"]
-    form = ask_upload(client, need["id"], volunteer)
+    photo = b"\xff\xd8\xff" + b"1" * 64
+    form = ask_upload(client, need["id"], volunteer, {"content_type": "image/jpeg", "size": len(photo)})
     assert form.status_code == 200, form.body
     body = form.json_body
     assert body["key"].startswith(f"evidence/{need['id']}/") and body["key"].endswith(".jpg")
-    assert body["expires_in"] == 300 and body["method"] == "POST" and body["upload_url"]
-    assert body["fields"]["key"] == body["key"] and body["fields"]["Content-Type"] == "image/jpeg"
-    assert upload(body, b"\xff\xd8\xff" + b"1" * 64).status_code in (200, 204)
+    assert body["expires_in"] == 300 and body["method"] == "PUT" and body["upload_url"]
+    assert body["headers"] == {"Content-Type": "image/jpeg", "Content-Length": str(len(photo))}
+    assert "content-length%3Bcontent-type%3Bhost" in body["upload_url"]
+    assert body["form"]["fields"]["key"] == body["key"] and body["form"]["fields"]["Content-Type"] == "image/jpeg"
+    assert body["form"]["max_bytes"] == 5 * 1024 * 1024
+    assert upload(body, photo).status_code == 200
 
     # Pickup is insured: the queue writes the record, then check-in takes the photo's key.
     drain(world["app"], "insurance")
@@ -80,7 +104,7 @@ def test_volunteer_uploads_checks_in_with_the_key_and_parties_see_the_photo(worl
         listed = client.http.get(f"/v1/requests/{need['id']}/evidence", headers=world[who])
         assert listed.status_code == 200, (who, listed.body)
         items = listed.json_body["items"]
-        assert [i["key"] for i in items] == [body["key"]]  # the heic form was never used
+        assert [i["key"] for i in items] == [body["key"]]  # the heic URL was never used
         assert items[0]["attached"] is True and items[0]["expires_in"] == 120
         assert requests.get(items[0]["url"]).content.startswith(b"\xff\xd8\xff")
 
@@ -91,6 +115,65 @@ def test_volunteer_uploads_checks_in_with_the_key_and_parties_see_the_photo(worl
     assert log.json_body["next_cursor"] is None
     assert all(set(e) == {"request_id", "viewer_id", "viewer_role", "photo_count", "viewed_at"}
                for e in log.json_body["items"])
+
+
+def test_contract_client_without_a_body_gets_a_put_that_works(world):
+    client, need, volunteer = world["client"], world["need"], world["volunteer"]
+    issued = client.http.post(f"/v1/requests/{need['id']}/evidence", headers=volunteer).json_body
+    assert issued["method"] == "PUT" and issued["headers"] == {"Content-Type": "image/jpeg"}
+    assert "content-type%3Bhost" in issued["upload_url"] and "content-length" not in issued["upload_url"]
+    assert upload(issued, b"\xff\xd8" + b"2" * 300).status_code == 200
+    drain(world["app"], "insurance")
+    checked_in = act(client, need["id"], "check-in", volunteer, {"evidence_key": issued["key"]})
+    assert checked_in.status_code == 200, checked_in.body
+    assert checked_in.json_body["status"] == "in_service"
+
+
+@pytest.mark.parametrize("size", [0, MAX_BYTES + 1, "12", 1.5, True])
+def test_declared_size_outside_1_byte_to_5_mb_is_400(world, size):
+    error = refused(ask_upload(world["client"], world["need"]["id"], world["volunteer"],
+                               {"content_type": "image/jpeg", "size": size}), 400, "VALIDATION_ERROR")
+    assert list(error["details"]["fields"]) == ["size"]
+
+
+def test_check_in_and_complete_refuse_a_key_with_nothing_uploaded(world):
+    client, need, volunteer = world["client"], world["need"], world["volunteer"]
+    drain(world["app"], "insurance")
+    never = ask_upload(client, need["id"], volunteer).json_body["key"]
+    error = refused(act(client, need["id"], "check-in", volunteer, {"evidence_key": never}), 422,
+                    "EVIDENCE_NOT_UPLOADED")
+    assert error["details"]["evidence_key"] == never
+    assert client.http.get(f"/v1/requests/{need['id']}", headers=volunteer).json_body["status"] == "accepted"
+    assert act(client, need["id"], "check-in", volunteer, {}).status_code == 200
+    refused(act(client, need["id"], "complete", volunteer, {"minutes": 60, "evidence_key": never}), 422,
+            "EVIDENCE_NOT_UPLOADED")
+    assert client.http.get(f"/v1/requests/{need['id']}", headers=volunteer).json_body["status"] == "in_service"
+
+
+def test_an_oversize_photo_is_refused_at_check_in_and_deleted(world):
+    client, need, volunteer = world["client"], world["need"], world["volunteer"]
+    drain(world["app"], "insurance")
+    issued = ask_upload(client, need["id"], volunteer).json_body  # no size declared: S3 takes any
+    assert upload(issued, b"\xff" * (MAX_BYTES + 1)).status_code == 200
+    assert evidence_keys(client, need["id"], volunteer) == [issued["key"]]
+    error = refused(act(client, need["id"], "check-in", volunteer, {"evidence_key": issued["key"]}), 422,
+                    "EVIDENCE_TOO_LARGE")
+    assert error["details"]["max_bytes"] == MAX_BYTES
+    assert evidence_keys(client, need["id"], volunteer) == []  # not kept
+    refused(act(client, need["id"], "check-in", volunteer, {"evidence_key": issued["key"]}), 422,
+            "EVIDENCE_NOT_UPLOADED")
+    stored = client.http.get(f"/v1/requests/{need['id']}", headers=volunteer).json_body
+    assert stored["status"] == "accepted"
+
+
+def test_a_refused_caller_never_gets_a_photo_looked_at_or_deleted(world):
+    client, need, volunteer = world["client"], world["need"], world["volunteer"]
+    drain(world["app"], "insurance")
+    issued = ask_upload(client, need["id"], volunteer).json_body
+    assert upload(issued, b"\xff" * (MAX_BYTES + 1)).status_code == 200
+    for who in ("stranger", "requester", "volunteer_spouse"):
+        refused(act(client, need["id"], "check-in", world[who], {"evidence_key": issued["key"]}), 403, "FORBIDDEN")
+    assert evidence_keys(client, need["id"], volunteer) == [issued["key"]]
 
 
 def test_only_the_volunteer_gets_an_upload_form_and_strangers_get_no_links(world):
@@ -147,7 +230,9 @@ def test_no_upload_before_accept_or_after_completion(world):
     need = world["need"]
     drain(world["app"], "insurance")
     client.http.post(f"/v1/requests/{need['id']}/check-in", headers=volunteer, body="{}")
-    key = ask_upload(client, need["id"], volunteer).json_body["key"]
+    issued = ask_upload(client, need["id"], volunteer).json_body
+    assert upload(issued, b"\xff\xd8done").status_code == 200
+    key = issued["key"]
     done = client.http.post(f"/v1/requests/{need['id']}/complete", headers=volunteer,
                             body=as_json({"minutes": 60, "evidence_key": key}))
     assert done.status_code == 200, done.body
@@ -162,12 +247,12 @@ def test_only_admins_read_the_access_log(people):
 
 def test_retention_schedule_deletes_old_photos_and_links_skip_them(world):
     client, app, need, volunteer = world["client"], world["app"], world["need"], world["volunteer"]
-    assert upload(ask_upload(client, need["id"], volunteer).json_body, b"old").status_code in (200, 204)
+    assert upload(ask_upload(client, need["id"], volunteer).json_body, b"old").status_code == 200
     schedule_event = json.loads((EVENTS / "evidence-retention.json").read_text(encoding="utf-8"))
     handler = app.handler_map["evidence-retention"]
 
     clock.set_clock(lambda: NOW + timedelta(days=1))
-    assert upload(ask_upload(client, need["id"], volunteer).json_body, b"newer").status_code in (200, 204)
+    assert upload_form(ask_upload(client, need["id"], volunteer).json_body, b"newer").status_code in (200, 204)
     assert handler(schedule_event, None) == {"deleted": 0}
 
     clock.set_clock(lambda: NOW + timedelta(days=180, minutes=1))

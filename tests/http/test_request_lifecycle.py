@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+import requests
 
 from functions.core import clock
 from functions.core.clock import CHINA_TZ
@@ -80,10 +81,14 @@ def test_whole_lifecycle_with_matching_insurance_and_evidence(world):
     assert early.status_code == 422 and early.json_body["code"] == "INSURANCE_PENDING"
     assert drain(app, "insurance") == 1
 
+    # The photo goes straight to S3 with the pre-signed PUT; check-in names its key.
+    photo = b"\xff\xd8\xff\xe0" + b"\x00" * 2048
     upload = client.http.post(f"/v1/requests/{need['id']}/evidence", headers=volunteer,
-                              body=as_json({"content_type": "image/jpeg"}))
-    assert upload.status_code in (200, 201), upload.body
+                              body=as_json({"content_type": "image/jpeg", "size": len(photo)}))
+    assert upload.status_code == 200 and upload.json_body["method"] == "PUT", upload.body
     key = upload.json_body["key"]
+    put = requests.put(upload.json_body["upload_url"], data=photo, headers=upload.json_body["headers"])
+    assert put.status_code == 200, put.text
     checked_in = client.http.post(f"/v1/requests/{need['id']}/check-in", headers=volunteer,
                                   body=as_json({"evidence_key": key}))
     assert checked_in.status_code == 200 and checked_in.json_body["status"] == "in_service"

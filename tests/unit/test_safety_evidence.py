@@ -1,5 +1,6 @@
-"""Evidence photos with in-memory storage: who may upload and view, key layout, the access log,
-and the retention rule on a pinned clock."""
+"""Evidence photos with in-memory storage: who may upload and view, key layout, the pre-signed
+PUT (size signed when declared) and the POST form, the check of an upload before its key is used,
+the access log, and the retention rule on a pinned clock."""
 from __future__ import annotations
 
 import json
@@ -9,13 +10,14 @@ from datetime import datetime, timedelta
 import pytest
 
 from functions.core import clock
-from functions.core.errors import Forbidden, InvalidState, NotFound, ValidationError
+from functions.core.errors import BusinessRuleViolation, Forbidden, InvalidState, NotFound, ValidationError
 from functions.identity.caller import Caller
 from functions.requests import lifecycle as lc
 from functions.requests.lifecycle import ServiceRequest
 from functions.safety.evidence import (MAX_UPLOAD_BYTES, UPLOAD_EXPIRES_SECONDS, VIEW_EXPIRES_SECONDS,
                                        EvidenceService, InMemoryAccessLog, InMemoryObjectStorage,
                                        evidence_key, issued_at_of)
+from functions.safety.wiring import evidence_service
 
 T = clock.CHINA_TZ
 NOW = datetime(2026, 12, 2, 15, 55, 7, tzinfo=T)
@@ -68,18 +70,41 @@ def service_with(*requests: ServiceRequest, retention_days: int = 180):
 # --- upload ----------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("status", [lc.ACCEPTED, lc.IN_SERVICE])
-def test_the_volunteer_gets_an_upload_form_for_this_requests_prefix(status):
+def test_the_volunteer_gets_a_presigned_put_for_this_requests_prefix(status):
     service, storage, _, _ = service_with(service_request(status=status))
     upload = service.issue_upload(VOLUNTEER, "req_a", "image/png")
-    assert upload["key"] == "evidence/req_a/20261202T155507-0000000000000001.png"
+    key = "evidence/req_a/20261202T155507-0000000000000001.png"
+    assert upload["key"] == key
     assert upload["expires_in"] == UPLOAD_EXPIRES_SECONDS == 300
-    assert upload["method"] == "POST" and upload["fields"]["key"] == upload["key"]
+    assert upload["method"] == "PUT" and upload["upload_url"].startswith(f"memory://evidence/{key}?method=PUT")
+    assert upload["headers"] == {"Content-Type": "image/png"}  # no size declared: none signed
     assert upload["max_bytes"] == MAX_UPLOAD_BYTES == 5 * 1024 * 1024
-    assert storage.signed == [{"method": "POST", "key": upload["key"], "content_type": "image/png",
-                               "max_bytes": MAX_UPLOAD_BYTES, "expires_in": 300}]
+    # The size-enforcing POST form for wx.uploadFile comes along.
+    assert upload["form"] == {"url": "memory://evidence/", "fields": {"key": key, "Content-Type": "image/png"},
+                              "max_bytes": MAX_UPLOAD_BYTES}
+    assert storage.signed == [
+        {"method": "POST", "key": key, "content_type": "image/png", "max_bytes": MAX_UPLOAD_BYTES, "expires_in": 300},
+        {"method": "PUT", "key": key, "content_type": "image/png", "size": None, "expires_in": 300}]
     second = service.issue_upload(VOLUNTEER, "req_a", "image/heic")
     assert second["key"].endswith("-0000000000000002.heic") and second["key"] != upload["key"]
     assert service.issue_upload(VOLUNTEER, "req_a")["key"].endswith(".jpg")  # the default type
+
+
+@pytest.mark.parametrize("size", [1, 204_800, MAX_UPLOAD_BYTES])
+def test_a_declared_size_is_signed_and_must_be_sent(size):
+    service, storage, _, _ = service_with(service_request())
+    upload = service.issue_upload(VOLUNTEER, "req_a", "image/jpeg", size=size)
+    assert upload["headers"] == {"Content-Type": "image/jpeg", "Content-Length": str(size)}
+    assert storage.signed[-1] == {"method": "PUT", "key": upload["key"], "content_type": "image/jpeg",
+                                  "size": size, "expires_in": 300}
+
+
+@pytest.mark.parametrize("size", [0, -1, MAX_UPLOAD_BYTES + 1])
+def test_a_size_outside_one_byte_to_5_mb_is_a_validation_error(size):
+    service, storage, _, _ = service_with(service_request())
+    with pytest.raises(ValidationError) as error:
+        service.issue_upload(VOLUNTEER, "req_a", "image/jpeg", size=size)
+    assert list(error.value.details["fields"]) == ["size"] and storage.signed == []
 
 
 @pytest.mark.parametrize("caller", [REQUESTER, VOLUNTEER_SPOUSE, STRANGER, ADMIN])
@@ -109,6 +134,75 @@ def test_unknown_requests_are_not_found():
     service, _, _, _ = service_with(service_request())
     with pytest.raises(NotFound):
         service.issue_upload(VOLUNTEER, "req_missing", "image/jpeg")
+
+
+# --- the upload, checked when its key is used -----------------------------------------------------
+
+def issued(service, content_type="image/jpeg") -> str:
+    return service.issue_upload(VOLUNTEER, "req_a", content_type)["key"]
+
+
+@pytest.mark.parametrize("size", [1, MAX_UPLOAD_BYTES])
+def test_an_uploaded_photo_within_the_limit_passes_with_one_head(size):
+    service, storage, _, _ = service_with(service_request())
+    key = issued(service)
+    storage.put(key, size)
+    service.verify_upload("req_a", key)
+    assert storage.heads == 1 and key in storage.objects
+
+
+def test_a_key_with_nothing_uploaded_is_evidence_not_uploaded():
+    service, storage, _, _ = service_with(service_request())
+    with pytest.raises(BusinessRuleViolation) as error:
+        service.verify_upload("req_a", issued(service))
+    assert (error.value.status, error.value.code) == (422, "EVIDENCE_NOT_UPLOADED")
+
+
+def test_an_oversize_photo_is_refused_and_deleted():
+    service, storage, _, _ = service_with(service_request())
+    key, kept = issued(service), issued(service)
+    storage.put(key, MAX_UPLOAD_BYTES + 1)
+    storage.put(kept, 10)
+    with pytest.raises(BusinessRuleViolation) as error:
+        service.verify_upload("req_a", key)
+    assert (error.value.status, error.value.code) == (422, "EVIDENCE_TOO_LARGE")
+    assert error.value.details["size"] == MAX_UPLOAD_BYTES + 1
+    assert set(storage.objects) == {kept}  # only the refused photo is gone
+
+
+@pytest.mark.parametrize("stored_type", ["image/png", "text/html", "application/octet-stream", ""])
+def test_a_photo_of_another_type_than_issued_is_refused_and_deleted(stored_type):
+    service, storage, _, _ = service_with(service_request())
+    key = issued(service, "image/jpeg")
+    storage.put(key, 100, content_type=stored_type)
+    with pytest.raises(BusinessRuleViolation) as error:
+        service.verify_upload("req_a", key)
+    assert error.value.code == "EVIDENCE_WRONG_TYPE" and storage.objects == {}
+
+
+def test_an_empty_upload_counts_as_not_uploaded_and_is_deleted():
+    service, storage, _, _ = service_with(service_request())
+    key = issued(service)
+    storage.put(key, 0)
+    with pytest.raises(BusinessRuleViolation) as error:
+        service.verify_upload("req_a", key)
+    assert error.value.code == "EVIDENCE_NOT_UPLOADED" and storage.objects == {}
+
+
+@pytest.mark.parametrize("key", ["evidence/req_b/20261202T155507-0000000000000001.jpg",
+                                 "evidence/req_a/manual.jpg", "evidence/req_a/../req_b/x.jpg", "x"])
+def test_keys_not_issued_for_the_request_are_refused_without_a_look(key):
+    service, storage, _, _ = service_with(service_request(), service_request("req_b"))
+    storage.put(key, 10)
+    with pytest.raises(ValidationError):
+        service.verify_upload("req_a", key)
+    assert storage.heads == 0 and key in storage.objects
+
+
+def test_the_request_service_is_wired_to_the_evidence_check(aws):
+    from functions.requests.wiring import get_request_service
+
+    assert get_request_service().evidence is evidence_service()
 
 
 # --- viewing ------------------------------------------------------------------------------------------
