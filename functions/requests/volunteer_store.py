@@ -253,6 +253,9 @@ class DynamoVolunteerStore:
             return SaveResult.CONFLICT
         return SaveResult.SAVED
 
+    def has_marker(self, marker: str) -> bool:
+        return self._marker_exists(marker)
+
     @staticmethod
     def _marker_exists(marker: str) -> bool:
         try:
@@ -355,6 +358,9 @@ class InMemoryVolunteerStore:
 
     def get_profile(self, resident_id: str) -> VolunteerProfile | None:
         return self.profiles.get(resident_id)
+
+    def has_marker(self, marker: str) -> bool:
+        return marker in self.markers
 
     def save_profile(self, profile: VolunteerProfile, previous: VolunteerProfile | None,
                      marker: str | None = None) -> SaveResult:

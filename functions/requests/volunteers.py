@@ -244,6 +244,9 @@ class VolunteerStore(Protocol):
         (adding and removing per ``matchable_categories``), only if the stored version is still
         ``previous``'s, and, when given, only if ``marker`` was never written — all at once."""
 
+    def has_marker(self, marker: str) -> bool:
+        """Whether a ``save_profile(..., marker=...)`` with this marker was applied."""
+
     def candidates(self, category: str) -> list[VolunteerProfile]:
         """The category index: every volunteer matchable for ``category`` (Query, not Scan)."""
 
@@ -337,7 +340,10 @@ class VolunteerService:
         were never accepted or are not final yet."""
         if request.volunteer_id is None or request.status not in (lc.SETTLED, lc.CANCELLED, lc.EXPIRED):
             return False
-        self.record_accepted(request)
+        # Normally counted when it happened; a crash between the accept and its hook is caught
+        # up here. Reading the marker first spares every settlement a failed transaction.
+        if not self.store.has_marker(f"accepted#{request.id}"):
+            self.record_accepted(request)
         if request.status == lc.SETTLED:
             completed = True
         elif request.closed_by == request.requester_id:
