@@ -169,7 +169,7 @@ def counting_dynamodb() -> Iterator[DynamoDBCounter]:
 
 def forget_cached_clients() -> None:
     """Drop the botocore clients PynamoDB models cached, so the next call creates a counted one."""
-    from functions.core.storage import registered_models
+    from functions.adapters.dynamo import registered_models
 
     for model in registered_models():
         model._connection = None

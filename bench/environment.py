@@ -15,6 +15,8 @@ BENCH_ENVIRONMENT = {
     "TIMEBANK_STAGE": "local",
     "TIMEBANK_ADMIN_OPENIDS": BENCH_ADMIN,
     "TIMEBANK_STARTING_CREDITS": "300",
+    # The business metrics' EMF lines would interleave with the figures on stdout.
+    "POWERTOOLS_METRICS_DISABLED": "true",
 }
 
 

@@ -2,7 +2,7 @@
 
 HTTP operations go through ``chalice.test.Client`` with a real bearer token, so their counts
 include authentication; ``hold`` and ``post`` call the ledger API other domains use
-(``functions.ledger.service.get_ledger()``). Everything runs on an in-process moto with the
+(``functions.ledger.service.bootstrap.ledger()``). Everything runs on an in-process moto with the
 resources and categories ``make run`` provisions (``local.provision``, ``local.seed``).
 """
 from __future__ import annotations
@@ -135,9 +135,9 @@ def run_scenario(scenario: Scenario) -> None:
 
 def run_ledger_operations(s: Scenario, household_id: str) -> None:
     from functions.ledger.accounts import household_account
-    from functions.ledger.service import get_ledger
+    from functions import bootstrap
 
-    ledger = get_ledger()
+    ledger = bootstrap.ledger()
     s.measure("hold (ledger.hold, 60 min)", lambda: ledger.hold(
         "bench-hold-1", debit=household_account(household_id), amount=60, actor="bench"))
     s.measure("post (ledger.post_pending, 45 of 60)", lambda: ledger.post_pending(

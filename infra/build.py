@@ -87,7 +87,7 @@ def take_inventory(app: Any) -> Inventory:
                              SQSEventConfig)
 
     from functions.core.messaging import QUEUES, queue_name
-    from functions.core.storage import table_definitions
+    from functions.bootstrap import table_definitions
 
     inventory = Inventory(queues=dict(QUEUES), tables=table_definitions())
     for path, methods in sorted(app.routes.items()):
@@ -234,8 +234,10 @@ def build(community_id: str, out_root: Path, app_module: str = DEFAULT_APP_MODUL
     started = time.monotonic()
     config = load_community(community_id)
     # Table and queue names are fixed when the models and the app are imported.
-    already = [m for m in ("functions.core.storage", "functions.core.messaging", app_module)
-               if m in sys.modules]
+    # The model modules (``@table``) and the app (queue names) read the settings when imported.
+    already = sorted(m for m in sys.modules if m == app_module or (
+        m.startswith("functions.") and (m.endswith(".dynamo") and m != "functions.adapters.dynamo"
+                                        or m == "functions.adapters.outbox")))
     if already:
         raise BuildError(f"{', '.join(already)} already imported in this process: build one "
                          "community per process (python -m infra.package starts them)")

@@ -2,7 +2,7 @@
 
 One file per community. Loading validates every value and reports every problem at once, each
 naming the file and the field, so district IT can fix a file in one pass. Tariff overrides are
-checked by the same validator the admin API uses (``functions.requests.categories``), so a
+checked by the same validator the admin API uses (``functions.requests.model``), so a
 value that deploys is a value the running system accepts.
 """
 from __future__ import annotations
@@ -308,7 +308,7 @@ def _tariff_overrides(tariffs: Mapping[str, Any], problems: dict[str, str]) -> d
     # Imported here: the categories module is domain code (no AWS, no Chalice), and only the
     # tariff check needs it.
     from functions.core.errors import ValidationError
-    from functions.requests.categories import BUILTIN_CATEGORIES, apply_changes
+    from functions.requests.model import BUILTIN_CATEGORIES, apply_changes
 
     overrides: dict[str, dict[str, Any]] = {}
     for category_id, changes in sorted(tariffs.items()):

@@ -31,6 +31,8 @@ def prepare_environment(config: RuntimeConfig, moto_endpoint: str | None,
     env = os.environ if env is None else env
     for name, value in COMMUNITY_DEFAULTS.items():
         env.setdefault(name, value)
+    # Business metrics are CloudWatch EMF lines on stdout: on a laptop they only bury the log.
+    env.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
     if config.real_aws:
         # The developer's own credentials, profile and region reach the deployed stack.
         env.pop("AWS_ENDPOINT_URL", None)

@@ -1,5 +1,5 @@
 """Create the product's resources on the moto endpoint from the definitions the code, the tests
-and infra/ share: ``storage.create_tables``, ``messaging.QUEUES`` and the settings' bucket.
+and infra/ share: ``bootstrap.table_definitions``, ``messaging.QUEUES`` and the settings' bucket.
 
 Every step is idempotent (existing resources are kept), so provisioning twice is harmless.
 """
@@ -11,7 +11,7 @@ from typing import Any
 
 from functions.core.messaging import QUEUES, QueueSpec, dead_letter_queue_name, queue_name
 from functions.core.settings import get_settings
-from functions.core.storage import create_tables
+from functions.adapters.dynamo import create_tables
 
 DLQ_RETENTION_SECONDS = 14 * 24 * 3600  # the SQS maximum: time to look at what failed
 
@@ -26,7 +26,9 @@ class ProvisionedQueue:
 
 
 def provision_tables(dynamodb: Any) -> list[str]:
-    create_tables(dynamodb)
+    from functions.bootstrap import table_definitions
+
+    create_tables(dynamodb, table_definitions())
     return sorted(dynamodb.list_tables()["TableNames"])
 
 

@@ -4,19 +4,14 @@ and an admin would call it. Every step checks before it writes, so seeding twice
 """
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 log = logging.getLogger("local.seed")
-
-# Where the requests domain keeps its catalogue seeding (first found wins).
-CATEGORY_SEEDERS = ("functions.requests.catalog", "functions.requests.categories")
-
 
 @dataclass(frozen=True)
 class DemoResident:
@@ -36,24 +31,10 @@ DEMO_RESIDENTS = (
 )
 
 
-def find_category_seeder() -> Callable[[], Any] | None:
-    for module_name in CATEGORY_SEEDERS:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError:
-            continue
-        seeder = getattr(module, "seed_builtin_categories", None)
-        if callable(seeder):
-            return seeder
-    return None
-
-
 def seed_categories() -> str:
-    seeder = find_category_seeder()
-    if seeder is None:
-        return "categories: no seed_builtin_categories() in the requests domain yet, skipped"
-    written = seeder()
-    return f"categories: {written if isinstance(written, int) else 'seeded'} written"
+    from functions import bootstrap
+
+    return f"categories: {bootstrap.catalog().seed()} written"
 
 
 class ApiError(Exception):

@@ -41,10 +41,11 @@ def aws():
         provision_tables(boto3.client("dynamodb"))
         provision_queues(boto3.client("sqs"))
         provision_evidence_bucket(boto3.client("s3"), os.environ["AWS_REGION"])
-        from functions.requests.catalog import get_catalog
+        from functions import bootstrap
 
-        get_catalog().forget()  # a cached tariff from the previous test's account
+        bootstrap.reset()  # nothing built for the previous test's account (cached tariffs, clients)
         yield
+        bootstrap.reset()
     clock.set_clock(None)
 
 

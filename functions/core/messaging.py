@@ -1,8 +1,11 @@
-"""Queues: the single registry of the product's SQS queues and the publisher adapter.
+"""Queues: the single registry of the product's SQS queues, which events each receives, and
+the publisher port.
 
-Queue handlers are declared in the app with ``@app.on_sqs_message(queue=queue_name(LOGICAL))``;
-the local runtime, tests and infra/ create every queue in ``QUEUES`` (each with a dead-letter
-queue) under the names ``queue_name`` gives, so code, local and deployed names agree.
+Each domain declares the queue its consumer reads next to that consumer (in its ``routes.py``)
+with the event types it subscribes to; the relay (``functions/adapters/outbox.py``) publishes
+every event to each subscribed queue. The local runtime, tests and infra/ create every queue in
+``QUEUES`` (each with a dead-letter queue) under the names ``queue_name`` gives, so code, local
+and deployed names agree.
 """
 from __future__ import annotations
 
@@ -17,9 +20,14 @@ from functions.core.settings import get_settings
 class QueueSpec:
     logical_name: str
     purpose: str
-    consumer_timeout_seconds: int = 30  # the Lambda timeout of its consumer
-    max_receive_count: int = 5          # then the message goes to the dead-letter queue
+    events: tuple[str, ...] = ()         # domain event types the relay delivers here
+    consumer_timeout_seconds: int = 30   # the Lambda timeout of its consumer
+    max_receive_count: int = 5           # then the message goes to the dead-letter queue
     batch_size: int = 10
+
+    @property
+    def name(self) -> str:
+        return queue_name(self.logical_name)
 
     @property
     def visibility_timeout_seconds(self) -> int:
@@ -31,8 +39,16 @@ QUEUES: dict[str, QueueSpec] = {}
 
 
 def register_queue(spec: QueueSpec) -> QueueSpec:
+    existing = QUEUES.get(spec.logical_name)
+    if existing is not None and existing != spec:
+        raise RuntimeError(f"queue {spec.logical_name} declared twice")
     QUEUES[spec.logical_name] = spec
     return spec
+
+
+def subscribers(event_type: str) -> list[str]:
+    """The logical queues an event of this type is delivered to."""
+    return sorted(name for name, spec in QUEUES.items() if event_type in spec.events)
 
 
 def queue_name(logical_name: str) -> str:
@@ -48,47 +64,15 @@ class Publisher(Protocol):
                 deduplication_id: str | None = None) -> None: ...
 
 
-class SqsPublisher:
-    """Publishes JSON messages to this community's queues (moto locally, SQS deployed)."""
-
-    def __init__(self, client: Any | None = None):
-        self._client = client
-        self._urls: dict[str, str] = {}
-
-    def _sqs(self) -> Any:
-        if self._client is None:
-            import boto3
-
-            self._client = boto3.client("sqs")
-        return self._client
-
-    def _url(self, logical_queue: str) -> str:
-        if logical_queue not in self._urls:
-            configured = get_settings().queue_urls.get(logical_queue.replace("-", "_"))
-            self._urls[logical_queue] = configured or self._sqs().get_queue_url(
-                QueueName=queue_name(logical_queue))["QueueUrl"]
-        return self._urls[logical_queue]
-
-    def publish(self, logical_queue: str, message: dict[str, Any],
-                deduplication_id: str | None = None) -> None:
-        if logical_queue not in QUEUES:
-            raise KeyError(f"unknown queue {logical_queue}")
-        attributes = {}
-        if deduplication_id:
-            # Consumers dedupe on this id: SQS standard queues deliver at least once.
-            attributes["dedup_id"] = {"DataType": "String", "StringValue": deduplication_id}
-        self._sqs().send_message(QueueUrl=self._url(logical_queue),
-                                 MessageBody=json.dumps(message, ensure_ascii=False),
-                                 MessageAttributes=attributes)
+class PoisonMessage(ValueError):
+    """A message no retry can fix (malformed, unknown type, unknown subject): it ends in the DLQ."""
 
 
-class InMemoryPublisher:
-    """For domain tests: records what would have been published."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, dict[str, Any], str | None]] = []
-
-    def publish(self, logical_queue: str, message: dict[str, Any],
-                deduplication_id: str | None = None) -> None:
-        self.sent.append((logical_queue, message, deduplication_id))
-
+def parse_json_object(body: str) -> dict[str, Any]:
+    try:
+        message = json.loads(body)
+    except (TypeError, ValueError, RecursionError):
+        raise PoisonMessage("body is not JSON") from None
+    if not isinstance(message, dict):
+        raise PoisonMessage("body is not a JSON object")
+    return message

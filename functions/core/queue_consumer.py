@@ -5,35 +5,25 @@ Each record's JSON body goes to ``handle``; a record that raises is reported in
 moves it to the dead-letter queue) while the rest of the batch succeeds. Handlers must make a
 duplicate delivery harmless (SQS delivers at least once). Logs carry the message id and the
 error class only, never the body (it may name residents).
+
+powertools' batch utility (and the asyncio and event classes it brings) is imported on the
+first batch, not when the HTTP function starts: only queue functions need it.
 """
 from __future__ import annotations
 
-import json
 from typing import Any, Callable
 
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
-
+from functions.core.messaging import PoisonMessage, parse_json_object
 from functions.core.observability import logger
 
-
-class PoisonMessage(ValueError):
-    """A message no retry can fix (malformed, unknown type, unknown subject): it ends in the DLQ."""
-
-
-def parse_json_object(body: str) -> dict[str, Any]:
-    try:
-        message = json.loads(body)
-    except (TypeError, ValueError):
-        raise PoisonMessage("body is not JSON") from None
-    if not isinstance(message, dict):
-        raise PoisonMessage("body is not a JSON object")
-    return message
+__all__ = ["PoisonMessage", "process_queue_batch"]
 
 
 def process_queue_batch(event: dict[str, Any], context: Any, queue: str,
                         handle: Callable[[dict[str, Any]], Any]) -> dict[str, Any]:
-    def record_handler(record: SQSRecord) -> None:
+    from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+
+    def record_handler(record: Any) -> None:
         try:
             handle(parse_json_object(record.body))
         except Exception as error:

@@ -1,40 +1,41 @@
 """HTTP plumbing shared by every Blueprint: one way to declare a route, authorize the caller,
-read the body, paginate, and turn errors into API.md's error body.
+validate the request, paginate, and turn errors into API.md's error body.
 
-Handlers stay thin::
+A route declares what it accepts; the declaration validates the request before the view runs
+and is also what ``core.openapi`` documents (request schemas, parameters, error responses), so
+the two cannot disagree::
 
-    @route(bp, "/v1/things/{thing_id}", methods=["POST"], auth=Auth.VERIFIED, status=201)
+    @route(bp, "/v1/things/{thing_id}", methods=["POST"], auth=Auth.VERIFIED, status=201,
+           body=Schema({"name": Str(max_len=40, label="名称")}), errors=(NotFound,),
+           response="Thing")
     def create(ctx: RequestContext, thing_id: str):
-        body = ctx.body({"name": Str(max_len=40)})
-        return service.create(ctx.caller, thing_id, body["name"])
+        \"\"\"Create a thing (the first docstring line is the operation's summary).\"\"\"
+        return service.create(ctx.caller, thing_id, ctx.data["name"])
+
+Only response schemas are written by hand, in ``functions/<domain>/openapi.json``.
 """
 from __future__ import annotations
 
 import base64
-import enum
 import functools
+import inspect
 import json
-from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Protocol
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping, Protocol
 
 from chalice import Blueprint, Response
 
-from functions.core.errors import TimebankError, ValidationError
+from functions.core.caller import Auth
+from functions.core.errors import IdempotencyMismatch, NotFound, TimebankError, ValidationError
 from functions.core.observability import logger
-from functions.core.validation import Field, Str, validate
+from functions.core.validation import Field, FieldError, Id, Schema, Str, field_error
 
 MAX_BODY_BYTES = 64 * 1024
 DEFAULT_PAGE = 20
 MAX_PAGE = 100
-
-
-class Auth(enum.Enum):
-    PUBLIC = "public"          # no token needed
-    LOGIN = "login"            # a valid token, registered or not
-    REGISTERED = "registered"  # a resident record exists (any status)
-    VERIFIED = "verified"      # a verified resident
-    ADMIN = "admin"            # an admin of this community
-    VERIFIED_OR_ADMIN = "verified_or_admin"  # acts of a party that admins may also take (confirm, cancel)
+NO_BODY = Schema({})
+IDEMPOTENCY_KEY = Str(max_len=128, pattern=r"[A-Za-z0-9._:\-]+", label="Idempotency-Key")
 
 
 class Authenticator(Protocol):
@@ -44,61 +45,79 @@ class Authenticator(Protocol):
 _authenticator: Authenticator | None = None
 
 
-def use_authenticator(authenticator: Authenticator) -> None:
-    """Called once by the app composition root (identity provides the implementation)."""
+def use_authenticator(authenticator: Authenticator | None) -> None:
+    """Called by the composition root (identity provides the implementation)."""
     global _authenticator
     _authenticator = authenticator
+
+
+@dataclass
+class RouteSpec:
+    """Everything a route declares: what ``route`` enforces and ``core.openapi`` documents."""
+    blueprint: str
+    handler: str
+    path: str
+    method: str
+    auth: Auth
+    status: int
+    body: Schema | None
+    query: Schema | None
+    path_params: dict[str, Field]
+    idempotency: str | None            # "required" / "optional" / None
+    paged: bool
+    errors: tuple[Any, ...]             # error classes, or (status, code) raised behind a port
+    response: Any                      # components name, a schema dict, or None (no body)
+    responses: dict[int, Any]          # further success statuses (e.g. 200 for "already there")
+    produces: str                      # response content type
+    consumes: tuple[str, ...]
+    summary: str
+    description: str
+    tags: tuple[str, ...]
+    admin_action: str | None = None    # the audit action an admin route records
+
+    @property
+    def operation_id(self) -> str:
+        return f"{self.blueprint.rsplit('.', 2)[-2]}_{self.handler}"
+
+
+ROUTES: list[RouteSpec] = []
 
 
 @dataclass
 class RequestContext:
     request: Any
     caller: Any
+    data: dict[str, Any] = field(default_factory=dict)     # the validated body
+    params: dict[str, Any] = field(default_factory=dict)   # the validated query
+    key: str | None = None                                 # the Idempotency-Key
+    limit: int = DEFAULT_PAGE
+    cursor: dict[str, Any] | None = None
 
     @property
     def headers(self) -> Mapping[str, str]:
         return self.request.headers or {}
 
-    def json(self) -> Any:
+    def raw_body(self) -> bytes:
         raw = self.request.raw_body or b""
         if len(raw) > MAX_BODY_BYTES:
-            raise ValidationError("请求体过大", {"fields": {"body": f"at most {MAX_BODY_BYTES} bytes"}})
+            raise ValidationError("请求体过大", {"fields": {"body": f"不能超过 {MAX_BODY_BYTES // 1024} KB"}})
+        return raw
+
+    def json(self) -> Any:
+        raw = self.raw_body()
         if not raw.strip():
             return {}
-        try:
-            return json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
-            raise ValidationError("请求体不是合法的 JSON", {"fields": {"body": "malformed JSON"}}) from None
+        return parse_json(raw)
 
-    def body(self, spec: Mapping[str, Field]) -> dict[str, Any]:
-        return validate(self.json(), spec)
 
-    def query(self, spec: Mapping[str, Field]) -> dict[str, Any]:
-        params = dict(self.request.query_params or {})
-        return validate(params, spec)
-
-    def idempotency_key(self, required: bool = True) -> str | None:
-        key = self.headers.get("idempotency-key")
-        if key is None:
-            if required:
-                raise ValidationError("缺少 Idempotency-Key 请求头",
-                                      {"fields": {"Idempotency-Key": "is required"}})
-            return None
-        try:
-            return Str(max_len=128, pattern=r"[A-Za-z0-9._:\-]+").clean(key)
-        except ValueError as exc:
-            raise ValidationError("Idempotency-Key 无效", {"fields": {"Idempotency-Key": str(exc)}}) from None
-
-    def page(self) -> tuple[int, dict[str, Any] | None]:
-        """``?limit=`` (default 20, max 100) and the decoded ``?cursor=``."""
-        params = self.request.query_params or {}
-        raw_limit = params.get("limit")
-        limit = DEFAULT_PAGE
-        if raw_limit is not None:
-            if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_PAGE:
-                raise ValidationError(details={"fields": {"limit": f"must be an integer from 1 to {MAX_PAGE}"}})
-            limit = int(raw_limit)
-        return limit, decode_cursor(params.get("cursor"))
+def parse_json(raw: bytes | str) -> Any:
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        # Nesting deeper than the interpreter's stack: no schema of ours nests like that.
+        raise ValidationError("请求体嵌套过深", {"fields": {"body": "嵌套层级过深"}}) from None
+    except (ValueError, UnicodeDecodeError):
+        raise ValidationError("请求体不是合法的 JSON", {"fields": {"body": "不是合法的 JSON"}}) from None
 
 
 def encode_cursor(last_key: Mapping[str, Any] | None) -> str | None:
@@ -111,50 +130,114 @@ def decode_cursor(cursor: str | None) -> dict[str, Any] | None:
     if cursor in (None, ""):
         return None
     try:
+        if len(cursor) > 2000:
+            raise ValueError
         padded = cursor + "=" * (-len(cursor) % 4)
         value = json.loads(base64.urlsafe_b64decode(padded.encode()))
         if not isinstance(value, dict):
             raise ValueError
         return value
-    except (ValueError, TypeError):
-        raise ValidationError(details={"fields": {"cursor": "is not a cursor this API returned"}}) from None
+    except (ValueError, TypeError, RecursionError):
+        raise field_error("cursor", "不是本接口返回的翻页标记") from None
 
 
 def page_body(items: list[Any], last_key: Mapping[str, Any] | None) -> dict[str, Any]:
     return {"items": items, "next_cursor": encode_cursor(last_key)}
 
 
+def _page(params: Mapping[str, str]) -> tuple[int, dict[str, Any] | None]:
+    raw_limit = params.get("limit")
+    limit = DEFAULT_PAGE
+    if raw_limit not in (None, ""):
+        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_PAGE:
+            raise field_error("limit", f"须为 1 到 {MAX_PAGE} 的整数")
+        limit = int(raw_limit)
+    return limit, decode_cursor(params.get("cursor"))
+
+
 def json_response(body: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
-    return Response(
-        body=json.dumps(body, ensure_ascii=False, separators=(",", ":")),
-        status_code=status,
-        headers={"Content-Type": "application/json; charset=utf-8", **(headers or {})},
-    )
+    try:
+        text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        # A lone surrogate somewhere (an echoed id): ASCII escapes always encode.
+        text = json.dumps(body, ensure_ascii=True, separators=(",", ":"))
+    return Response(body=text, status_code=status,
+                    headers={"Content-Type": "application/json; charset=utf-8", **(headers or {})})
 
 
 def error_response(error: TimebankError) -> Response:
     return json_response(error.to_body(), error.status)
 
 
-def route(bp: Blueprint, path: str, methods: list[str] | None = None, *, auth: Auth,
-          status: int = 200) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Register a view on a Blueprint with auth, error mapping and JSON output.
+_PATH_PARAM = re.compile(r"{([A-Za-z_][A-Za-z0-9_]*)}")
 
-    The view receives a ``RequestContext`` and the URL parameters; it returns a JSON-able
+
+def _docstring(view: Callable[..., Any]) -> tuple[str, str]:
+    text = inspect.getdoc(view) or ""
+    summary, _, rest = text.partition("\n")
+    return summary.strip() or view.__name__.replace("_", " "), rest.strip()
+
+
+def route(bp: Blueprint, path: str, methods: list[str] | None = None, *, auth: Auth,
+          status: int = 200, body: Schema | None = None, query: Schema | None = None,
+          path_params: Mapping[str, Field] | None = None, idempotency: str | None = None,
+          paged: bool = False, errors: Iterable[Any] = (), response: Any = None,
+          responses: Mapping[int, Any] | None = None, produces: str = "application/json",
+          consumes: Iterable[str] = ("application/json",), tags: Iterable[str] = (),
+          admin_action: str | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register a view on a Blueprint with auth, validation, error mapping and JSON output.
+
+    The view receives a ``RequestContext`` (``ctx.caller``, ``ctx.data``, ``ctx.params``,
+    ``ctx.key``, ``ctx.limit``/``ctx.cursor``) and the URL parameters; it returns a JSON-able
     value (sent with ``status``) or a ``Response``.
     """
+    if idempotency not in (None, "required", "optional"):
+        raise ValueError("idempotency is 'required', 'optional' or None")
+    names = _PATH_PARAM.findall(path)
+    declared = dict(path_params or {})
+    params = {name: declared.get(name) or Id(label=None) for name in names}
 
     def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
+        summary, description = _docstring(view)
+        for method in methods or ["GET"]:
+            ROUTES.append(RouteSpec(
+                blueprint=getattr(bp, "_import_name", "functions.system.routes"), handler=view.__name__,
+                path=path, method=method.lower(), auth=auth, status=status, body=body, query=query,
+                path_params=params, idempotency=idempotency, paged=paged, errors=tuple(errors),
+                response=response, responses=dict(responses or {}), produces=produces,
+                consumes=tuple(consumes), summary=summary, description=description,
+                tags=tuple(tags) or (path.split("/")[2] if path.count("/") >= 2 else "system",),
+                admin_action=admin_action))
+
         @functools.wraps(view)
         def handler(**url_params: str) -> Response:
             request = bp.current_request
             try:
+                for name, value in url_params.items():
+                    try:
+                        params[name].clean(value)
+                    except (FieldError, ValidationError):
+                        # Not an id we could have issued: it cannot exist.
+                        raise NotFound(details={name: "unknown"}) from None
                 caller = None
                 if auth is not Auth.PUBLIC:
                     if _authenticator is None:  # pragma: no cover - composition bug
                         raise RuntimeError("no authenticator configured")
                     caller = _authenticator(request.headers or {}, auth)
-                result = view(RequestContext(request, caller), **url_params)
+                ctx = RequestContext(request, caller)
+                query_params = dict(request.query_params or {})
+                if paged:
+                    ctx.limit, ctx.cursor = _page(query_params)
+                if query is not None:
+                    ctx.params = query.query(query_params)
+                if idempotency is not None:
+                    ctx.key = _idempotency_key(ctx, idempotency == "required")
+                if body is not None:
+                    ctx.data = body.validate(ctx.json())
+                elif request.method != "GET" and "application/json" in consumes:
+                    NO_BODY.validate(ctx.json())  # no fields accepted: name any that were sent
+                result = view(ctx, **url_params)
             except TimebankError as error:
                 return error_response(error)
             except Exception:  # noqa: BLE001 - the one place unexpected faults become a 500
@@ -166,10 +249,34 @@ def route(bp: Blueprint, path: str, methods: list[str] | None = None, *, auth: A
             return json_response(result, status)
 
         handler.timebank_auth = auth  # type: ignore[attr-defined]
-        bp.route(path, methods=methods or ["GET"], content_types=["application/json", "text/plain"])(handler)
+        bp.route(path, methods=methods or ["GET"],
+                 content_types=[*consumes, "text/plain"] if "application/json" in consumes else list(consumes)
+                 )(handler)
         return view
 
     return decorator
+
+
+def _idempotency_key(ctx: RequestContext, required: bool) -> str | None:
+    key = None
+    for name, value in ctx.headers.items():
+        if name.lower() == "idempotency-key":
+            key = value
+            break
+    if key is None:
+        if required:
+            raise ValidationError("缺少 Idempotency-Key 请求头", {"fields": {"Idempotency-Key": "必填"}})
+        return None
+    try:
+        return IDEMPOTENCY_KEY.clean(key)
+    except FieldError as error:
+        raise ValidationError("Idempotency-Key 无效", {"fields": {"Idempotency-Key": str(error)}}) from None
+
+
+def same_or_mismatch(stored_fingerprint: str, fingerprint: str) -> None:
+    """A replay of an Idempotency-Key must carry the body the key was first used with."""
+    if stored_fingerprint != fingerprint:
+        raise IdempotencyMismatch()
 
 
 # Errors Chalice raises before a view runs (unknown method, unsupported content type, …) come

@@ -22,13 +22,11 @@ from __future__ import annotations
 
 from typing import Mapping
 
+from functions.core.caller import Auth, Caller
 from functions.core.errors import Forbidden, NotVerified, Unauthenticated
-from functions.core.web import Auth
-from functions.identity.caller import Caller
-from functions.identity.domain import ROLE_ADMIN, VERIFIED
-from functions.identity.service import NotRegistered
-from functions.identity.tokens import token_signer
-from functions.identity.wiring import get_identity_service
+from functions.identity.model import ROLE_ADMIN, ROLE_MERCHANT, VERIFIED, NotRegistered
+from functions.identity.service import IdentityService
+from functions.identity.tokens import TokenSigner
 
 
 def bearer_token(headers: Mapping[str, str]) -> str:
@@ -45,9 +43,10 @@ def bearer_token(headers: Mapping[str, str]) -> str:
     return token.strip()
 
 
-def authenticate(headers: Mapping[str, str], level: Auth) -> Caller:
-    claims = token_signer().verify(bearer_token(headers))
-    service = get_identity_service()
+def authenticate(headers: Mapping[str, str], level: Auth, *, identity: IdentityService,
+                 tokens: TokenSigner) -> Caller:
+    claims = tokens.verify(bearer_token(headers))
+    service = identity
     login = service.login_state(claims.openid)
     if claims.version < login.token_version:
         raise Unauthenticated("登录已失效，请重新登录", {"reason": "token_revoked"})
@@ -67,6 +66,10 @@ def require(caller: Caller, level: Auth) -> None:
     if level is Auth.ADMIN:
         if ROLE_ADMIN not in caller.roles:
             raise Forbidden("仅社区管理员可执行此操作")
+        return
+    if level is Auth.MERCHANT:
+        if ROLE_MERCHANT not in caller.roles:
+            raise Forbidden("仅商户可执行此操作")
         return
     if caller.resident_id is None:
         raise NotRegistered()

@@ -20,46 +20,24 @@ from typing import Any
 
 from pynamodb.attributes import NumberAttribute, UnicodeAttribute, UnicodeSetAttribute
 from pynamodb.exceptions import DeleteError, PutError, TransactWriteError
-from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.indexes import GlobalSecondaryIndex
 from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
-from functions.core import clock
-from functions.core.errors import AlreadyExists, Conflict, ValidationError
-from functions.core.storage import make_meta, new_transaction, table
-from functions.identity.domain import (
-    KIND_DEPENDANT, KIND_RESIDENT, ROLE_RESIDENT, Address, Dependant, Household, Login, RelativeDeclaration, Resident,
+from functions.adapters.dynamo import (CONFLICT_RETRIES, bad_cursor, condition_failed, dt as _dt, index_meta,
+                                       iso as _iso, make_meta, new_transaction, only_conflicts, table)
+from functions.core.errors import AlreadyExists, Conflict
+from functions.identity.model import (
+    KIND_DEPENDANT, KIND_RESIDENT, ROLE_RESIDENT, Address, Dependant, Household, Login, Member, RelativeDeclaration,
+    Resident,
 )
-from functions.identity.store import Member
-
-_BAD_CURSOR = ValidationError(details={"fields": {"cursor": "is not a cursor this API returned"}})
-
-
-def _iso(value: datetime | None) -> str | None:
-    return clock.isoformat(value) if value is not None else None
-
-
-def _dt(value: str | None) -> datetime | None:
-    return clock.parse_iso(value) if value else None
-
-
-_CONFLICT_RETRIES = 3
-
-
-def _only_conflicts(error: TransactWriteError) -> bool:
-    codes = {reason.code for reason in error.cancellation_reasons if reason is not None}
-    return codes == {"TransactionConflict"}
-
-
-def _condition_failed(error: Exception) -> bool:
-    return getattr(error, "cause_response_code", None) == "ConditionalCheckFailedException"
 
 
 # --- models ----------------------------------------------------------------------------------
 
 
 @table
-class LoginRecord(Model):
+class LoginItem(Model):
     Meta = make_meta("logins")
     openid = UnicodeAttribute(hash_key=True)
     resident_id = UnicodeAttribute(null=True)
@@ -69,18 +47,14 @@ class LoginRecord(Model):
     token_version = NumberAttribute(null=True)
 
 
-class MemberIdIndex(GlobalSecondaryIndex):
-    class Meta:
-        index_name = "by-member-id"
-        projection = AllProjection()
+class MemberByMemberId(GlobalSecondaryIndex):
+    Meta = index_meta("by-member-id")
 
     member_id = UnicodeAttribute(hash_key=True)
 
 
-class MemberStatusIndex(GlobalSecondaryIndex):
-    class Meta:
-        index_name = "by-status"
-        projection = AllProjection()
+class MemberByStatus(GlobalSecondaryIndex):
+    Meta = index_meta("by-status")
 
     status = UnicodeAttribute(hash_key=True)
     # Member ids are time-ordered (``core.ids.new_id``): oldest first, and unique unlike a timestamp.
@@ -88,7 +62,7 @@ class MemberStatusIndex(GlobalSecondaryIndex):
 
 
 @table
-class MemberRecord(Model):
+class MemberItem(Model):
     Meta = make_meta("household-members")
     household_id = UnicodeAttribute(hash_key=True)
     member_id = UnicodeAttribute(range_key=True)
@@ -112,12 +86,12 @@ class MemberRecord(Model):
     created_by = UnicodeAttribute(null=True)
     content_hash = UnicodeAttribute(null=True)
 
-    by_member_id = MemberIdIndex()
-    by_status = MemberStatusIndex()
+    by_member_id = MemberByMemberId()
+    by_status = MemberByStatus()
 
 
 @table
-class HouseholdRecord(Model):
+class HouseholdItem(Model):
     Meta = make_meta("households")
     household_id = UnicodeAttribute(hash_key=True)
     building = UnicodeAttribute()
@@ -127,17 +101,15 @@ class HouseholdRecord(Model):
     credits_granted_at = UnicodeAttribute(null=True)
 
 
-class DeclaredByIndex(GlobalSecondaryIndex):
-    class Meta:
-        index_name = "by-relative"
-        projection = AllProjection()
+class RelativeByRelative(GlobalSecondaryIndex):
+    Meta = index_meta("by-relative")
 
     relative_household_id = UnicodeAttribute(hash_key=True)
     household_id = UnicodeAttribute(range_key=True)
 
 
 @table
-class RelativeRecord(Model):
+class RelativeItem(Model):
     Meta = make_meta("household-relatives")
     household_id = UnicodeAttribute(hash_key=True)
     relative_household_id = UnicodeAttribute(range_key=True)
@@ -145,13 +117,13 @@ class RelativeRecord(Model):
     declared_by = UnicodeAttribute()
     created_at = UnicodeAttribute()
 
-    by_relative = DeclaredByIndex()
+    by_relative = RelativeByRelative()
 
 
 # --- conversions -----------------------------------------------------------------------------
 
 
-def _member(record: MemberRecord) -> Member:
+def _member(record: MemberItem) -> Member:
     if record.kind == KIND_RESIDENT:
         return Resident(
             id=record.member_id, openid=record.openid or "", household_id=record.household_id, name=record.name,
@@ -165,7 +137,7 @@ def _member(record: MemberRecord) -> Member:
         created_at=_dt(record.created_at), content_hash=record.content_hash or "")
 
 
-def _declaration(record: RelativeRecord) -> RelativeDeclaration:
+def _declaration(record: RelativeItem) -> RelativeDeclaration:
     return RelativeDeclaration(household_id=record.household_id,
                                relative_household_id=record.relative_household_id, relation=record.relation,
                                declared_by=record.declared_by, created_at=_dt(record.created_at))
@@ -182,28 +154,28 @@ class DynamoIdentityStore:
 
     def get_login(self, openid: str) -> Login | None:
         try:
-            record = LoginRecord.get(openid, consistent_read=True)
-        except LoginRecord.DoesNotExist:
+            record = LoginItem.get(openid, consistent_read=True)
+        except LoginItem.DoesNotExist:
             return None
         return Login(openid=record.openid, resident_id=record.resident_id, household_id=record.household_id,
                      status=record.status, roles=frozenset(record.roles or ()),
                      token_version=int(record.token_version or 0))
 
     def bump_token_version(self, openid: str) -> int:
-        record = LoginRecord(openid)
-        record.update(actions=[LoginRecord.token_version.add(1)])
+        record = LoginItem(openid)
+        record.update(actions=[LoginItem.token_version.add(1)])
         return int(record.token_version)
 
     # residents
 
     def create_resident(self, resident: Resident, household: Household) -> None:
         created_at = _iso(resident.created_at)
-        record = MemberRecord(
+        record = MemberItem(
             resident.household_id, resident.id, kind=KIND_RESIDENT, name=resident.name,
             birth_year=resident.birth_year, created_at=created_at, openid=resident.openid, phone=resident.phone,
             building=resident.address.building, unit=resident.address.unit, room=resident.address.room,
             status=resident.status, roles=set(resident.roles) or None)
-        for attempt in range(_CONFLICT_RETRIES):
+        for attempt in range(CONFLICT_RETRIES):
             try:
                 self._register(resident, household, record)
                 return
@@ -213,25 +185,25 @@ class DynamoIdentityStore:
                     raise AlreadyExists("您已登记过居民信息", {"resident_id": login.resident_id}) from None
                 # Registrations of one flat in the same instant touch the same household item;
                 # DynamoDB cancels all but one with TransactionConflict. Nothing was written: retry.
-                if not _only_conflicts(error) or attempt == _CONFLICT_RETRIES - 1:
+                if not only_conflicts(error) or attempt == CONFLICT_RETRIES - 1:
                     raise Conflict("操作冲突，请重试") from error
 
-    def _register(self, resident: Resident, household: Household, record: MemberRecord) -> None:
+    def _register(self, resident: Resident, household: Household, record: MemberItem) -> None:
         with self._tx() as tx:
-            tx.update(LoginRecord(resident.openid), actions=[
-                LoginRecord.resident_id.set(resident.id),
-                LoginRecord.household_id.set(resident.household_id),
-                LoginRecord.status.set(resident.status),
-                LoginRecord.roles.add({ROLE_RESIDENT}),
-            ], condition=LoginRecord.resident_id.does_not_exist())
-            tx.save(record, condition=MemberRecord.member_id.does_not_exist())
+            tx.update(LoginItem(resident.openid), actions=[
+                LoginItem.resident_id.set(resident.id),
+                LoginItem.household_id.set(resident.household_id),
+                LoginItem.status.set(resident.status),
+                LoginItem.roles.add({ROLE_RESIDENT}),
+            ], condition=LoginItem.resident_id.does_not_exist())
+            tx.save(record, condition=MemberItem.member_id.does_not_exist())
             # Concurrent registrations of one flat meet here: whoever comes first sets the
             # household's fields, the others leave them as they are — one household item.
-            tx.update(HouseholdRecord(household.id), actions=[
-                HouseholdRecord.building.set(HouseholdRecord.building | household.address.building),
-                HouseholdRecord.unit.set(HouseholdRecord.unit | household.address.unit),
-                HouseholdRecord.room.set(HouseholdRecord.room | household.address.room),
-                HouseholdRecord.created_at.set(HouseholdRecord.created_at | _iso(household.created_at)),
+            tx.update(HouseholdItem(household.id), actions=[
+                HouseholdItem.building.set(HouseholdItem.building | household.address.building),
+                HouseholdItem.unit.set(HouseholdItem.unit | household.address.unit),
+                HouseholdItem.room.set(HouseholdItem.room | household.address.room),
+                HouseholdItem.created_at.set(HouseholdItem.created_at | _iso(household.created_at)),
             ])
 
     def get_resident(self, household_id: str, resident_id: str) -> Resident | None:
@@ -240,44 +212,44 @@ class DynamoIdentityStore:
 
     def get_member(self, household_id: str, member_id: str) -> Member | None:
         try:
-            return _member(MemberRecord.get(household_id, member_id, consistent_read=True))
-        except MemberRecord.DoesNotExist:
+            return _member(MemberItem.get(household_id, member_id, consistent_read=True))
+        except MemberItem.DoesNotExist:
             return None
 
     def find_member(self, member_id: str) -> Member | None:
-        for record in MemberRecord.by_member_id.query(member_id, limit=1):
+        for record in MemberItem.by_member_id.query(member_id, limit=1):
             return _member(record)
         return None
 
     def list_members(self, household_id: str) -> list[Member]:
-        return [_member(r) for r in MemberRecord.query(household_id, consistent_read=True)]
+        return [_member(r) for r in MemberItem.query(household_id, consistent_read=True)]
 
     def create_dependant(self, dependant: Dependant) -> bool:
-        record = MemberRecord(
+        record = MemberItem(
             dependant.household_id, dependant.id, kind=KIND_DEPENDANT, name=dependant.name,
             birth_year=dependant.birth_year, created_at=_iso(dependant.created_at), relation=dependant.relation,
             created_by=dependant.created_by, content_hash=dependant.content_hash)
         try:
-            record.save(condition=MemberRecord.member_id.does_not_exist())
+            record.save(condition=MemberItem.member_id.does_not_exist())
         except PutError as error:
-            if _condition_failed(error):
+            if condition_failed(error):
                 return False
             raise
         return True
 
     def update_resident_status(self, resident: Resident, expected_status: str) -> bool:
-        reason_action = (MemberRecord.rejection_reason.set(resident.rejection_reason)
-                         if resident.rejection_reason is not None else MemberRecord.rejection_reason.remove())
+        reason_action = (MemberItem.rejection_reason.set(resident.rejection_reason)
+                         if resident.rejection_reason is not None else MemberItem.rejection_reason.remove())
         try:
             with self._tx() as tx:
-                tx.update(MemberRecord(resident.household_id, resident.id), actions=[
-                    MemberRecord.status.set(resident.status),
-                    MemberRecord.reviewed_at.set(_iso(resident.reviewed_at)),
-                    MemberRecord.reviewed_by.set(resident.reviewed_by),
+                tx.update(MemberItem(resident.household_id, resident.id), actions=[
+                    MemberItem.status.set(resident.status),
+                    MemberItem.reviewed_at.set(_iso(resident.reviewed_at)),
+                    MemberItem.reviewed_by.set(resident.reviewed_by),
                     reason_action,
-                ], condition=MemberRecord.status == expected_status)
-                tx.update(LoginRecord(resident.openid), actions=[LoginRecord.status.set(resident.status)],
-                          condition=LoginRecord.resident_id == resident.id)
+                ], condition=MemberItem.status == expected_status)
+                tx.update(LoginItem(resident.openid), actions=[LoginItem.status.set(resident.status)],
+                          condition=LoginItem.resident_id == resident.id)
         except TransactWriteError:
             # Condition failed or a concurrent transaction touched the items: the caller re-reads.
             return False
@@ -285,16 +257,16 @@ class DynamoIdentityStore:
 
     def set_roles(self, resident: Resident, roles: frozenset[str]) -> None:
         with self._tx() as tx:
-            tx.update(MemberRecord(resident.household_id, resident.id), actions=[MemberRecord.roles.set(set(roles))],
-                      condition=MemberRecord.member_id.exists())
-            tx.update(LoginRecord(resident.openid), actions=[LoginRecord.roles.set(set(roles))],
-                      condition=LoginRecord.resident_id == resident.id)
+            tx.update(MemberItem(resident.household_id, resident.id), actions=[MemberItem.roles.set(set(roles))],
+                      condition=MemberItem.member_id.exists())
+            tx.update(LoginItem(resident.openid), actions=[LoginItem.roles.set(set(roles))],
+                      condition=LoginItem.resident_id == resident.id)
 
     def list_residents_by_status(self, status: str, limit: int,
                                  cursor: dict[str, Any] | None) -> tuple[list[Resident], dict[str, Any] | None]:
         start = self._status_start_key(status, cursor)
         # One more than asked tells whether a next page exists without an empty last page.
-        records = list(MemberRecord.by_status.query(status, limit=limit + 1, page_size=limit + 1,
+        records = list(MemberItem.by_status.query(status, limit=limit + 1, page_size=limit + 1,
                                                     last_evaluated_key=start))
         page = [_member(r) for r in records[:limit]]
         residents = [m for m in page if isinstance(m, Resident)]
@@ -309,60 +281,60 @@ class DynamoIdentityStore:
             return None
         if set(cursor) != {"h", "m"} or not all(isinstance(v, str) and 0 < len(v) <= 200
                                                     for v in cursor.values()):
-            raise _BAD_CURSOR
+            raise bad_cursor()
         return {"household_id": {"S": cursor["h"]}, "member_id": {"S": cursor["m"]}, "status": {"S": status}}
 
     # households
 
     def get_household(self, household_id: str) -> Household | None:
         try:
-            record = HouseholdRecord.get(household_id, consistent_read=True)
-        except HouseholdRecord.DoesNotExist:
+            record = HouseholdItem.get(household_id, consistent_read=True)
+        except HouseholdItem.DoesNotExist:
             return None
         return Household(id=record.household_id, address=Address(record.building, record.unit, record.room),
                          created_at=_dt(record.created_at), credits_granted_at=_dt(record.credits_granted_at))
 
     def mark_credits_granted(self, household_id: str, at: datetime) -> None:
-        HouseholdRecord(household_id).update(
-            actions=[HouseholdRecord.credits_granted_at.set(HouseholdRecord.credits_granted_at | _iso(at))],
-            condition=HouseholdRecord.household_id.exists())
+        HouseholdItem(household_id).update(
+            actions=[HouseholdItem.credits_granted_at.set(HouseholdItem.credits_granted_at | _iso(at))],
+            condition=HouseholdItem.household_id.exists())
 
     # relatives
 
     def put_declaration(self, declaration: RelativeDeclaration) -> bool:
-        record = RelativeRecord(declaration.household_id, declaration.relative_household_id,
+        record = RelativeItem(declaration.household_id, declaration.relative_household_id,
                                 relation=declaration.relation, declared_by=declaration.declared_by,
                                 created_at=_iso(declaration.created_at))
         try:
-            record.save(condition=RelativeRecord.household_id.does_not_exist())
+            record.save(condition=RelativeItem.household_id.does_not_exist())
         except PutError as error:
-            if _condition_failed(error):
+            if condition_failed(error):
                 return False
             raise
         return True
 
     def get_declaration(self, household_id: str, relative_household_id: str) -> RelativeDeclaration | None:
         try:
-            return _declaration(RelativeRecord.get(household_id, relative_household_id, consistent_read=True))
-        except RelativeRecord.DoesNotExist:
+            return _declaration(RelativeItem.get(household_id, relative_household_id, consistent_read=True))
+        except RelativeItem.DoesNotExist:
             return None
 
     def declarations_between(self, first: str, second: str) -> set[tuple[str, str]]:
-        records = RelativeRecord.batch_get([(first, second), (second, first)], consistent_read=True)
+        records = RelativeItem.batch_get([(first, second), (second, first)], consistent_read=True)
         return {(r.household_id, r.relative_household_id) for r in records}
 
     def declarations_by(self, household_id: str) -> list[RelativeDeclaration]:
-        return [_declaration(r) for r in RelativeRecord.query(household_id, consistent_read=True)]
+        return [_declaration(r) for r in RelativeItem.query(household_id, consistent_read=True)]
 
     def declarations_of(self, relative_household_id: str) -> list[RelativeDeclaration]:
-        return [_declaration(r) for r in RelativeRecord.by_relative.query(relative_household_id)]
+        return [_declaration(r) for r in RelativeItem.by_relative.query(relative_household_id)]
 
     def delete_declaration(self, household_id: str, relative_household_id: str) -> bool:
         try:
-            RelativeRecord(household_id, relative_household_id).delete(
-                condition=RelativeRecord.household_id.exists())
+            RelativeItem(household_id, relative_household_id).delete(
+                condition=RelativeItem.household_id.exists())
         except DeleteError as error:
-            if _condition_failed(error):
+            if condition_failed(error):
                 return False
             raise
         return True

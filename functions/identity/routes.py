@@ -1,7 +1,7 @@
-"""Identity HTTP entrypoints: login, registration, households, relatives, verification.
+"""Identity entrypoints: login, registration, households, relatives, verification.
 
-Thin: validate the body, call ``IdentityService``, shape the answer with ``views`` (which
-masks phones). Error codes beyond API.md's: 403 ``NOT_REGISTERED`` (logged in, no resident
+Thin: the route declarations validate, ``IdentityService`` decides, ``views`` shape the answer
+(and mask phones). Error codes beyond API.md's: 403 ``NOT_REGISTERED`` (logged in, no resident
 record), 401 ``INVALID_LOGIN_CODE``, 429 ``RATE_LIMITED`` and 403 ``LOGIN_BLOCKED`` (WeChat
 refused the login), 422 ``OWN_HOUSEHOLD`` (declaring one's own household as relatives).
 """
@@ -12,62 +12,73 @@ from typing import Any
 
 from chalice import Blueprint, Response
 
+from functions import bootstrap
 from functions.core import clock
-from functions.core.errors import NotFound, ValidationError
-from functions.core.observability import logger
-from functions.core.validation import Int, Str
+from functions.core.caller import Caller
+from functions.core.errors import (AlreadyExists, BusinessRuleViolation, Conflict, IdempotencyMismatch,
+                                   InvalidState, LimitExceeded, NotFound, UpstreamError)
+from functions.core.observability import logger, openid_hash
+from functions.core.validation import Id, Int, ListOf, Schema, Str
 from functions.core.web import Auth, RequestContext, json_response, page_body, route
-from functions.identity.caller import Caller
-from functions.identity.domain import MIN_BIRTH_YEAR, PENDING, PHONE_PATTERN, RELATIONS, ROLES, STATUSES, Resident
-from functions.identity.service import IdentityService, declaration_view
-from functions.identity.tokens import token_signer
-from functions.identity.views import dependant_view, resident_view
-from functions.identity.wechat import wechat_client
-from functions.identity.wiring import get_identity_service
+from functions.identity.model import MIN_BIRTH_YEAR, PENDING, PHONE_PATTERN, RELATIONS, ROLES, STATUSES, Resident
+from functions.identity.views import declaration_view, dependant_view, resident_view
+from functions.identity.wechat import InvalidLoginCode, LoginBlocked, LoginRateLimited
 
 identity_bp = Blueprint(__name__)
 
-MAX_ID_LENGTH = 100
+
+class _BirthYear(Int):
+    """Up to the current year, whenever the request comes."""
+
+    def clean(self, value: Any) -> int:
+        year = super().clean(value)
+        if year > clock.now().year:
+            raise self.reason(f"不能大于 {clock.now().year}")
+        return year
 
 
-def _birth_year() -> Int:
-    return Int(min=MIN_BIRTH_YEAR, max=clock.now().year)
+BIRTH_YEAR = _BirthYear(min=MIN_BIRTH_YEAR, max=2200, label="出生年份")
+RELATION = Str(choices=RELATIONS, label="关系")
+
+LOGIN = Schema({"code": Str(max_len=128, label="登录凭证")}, name="LoginRequest", example={"code": "dev-demo-resident-a"})
+REGISTRATION = Schema({
+    "name": Str(max_len=40, label="姓名"),
+    "phone": Str(max_len=11, pattern=PHONE_PATTERN, label="手机号"),
+    "building": Str(max_len=20, label="楼栋"),
+    "unit": Str(max_len=20, label="单元"),
+    "room": Str(max_len=20, label="房号"),
+    "birth_year": BIRTH_YEAR,
+}, name="Registration", example={"name": "王阿姨", "phone": "13812345678", "building": "3", "unit": "1",
+                                 "room": "502", "birth_year": 1956})
+DEPENDANT = Schema({"name": Str(max_len=40, label="姓名"), "birth_year": BIRTH_YEAR, "relation": RELATION},
+                   name="NewDependant", example={"name": "外婆", "birth_year": 1940, "relation": "grandparent"})
+RELATIVE = Schema({"household_id": Id(max_len=100, label="住户"), "relation": RELATION}, name="NewRelative")
+ROLES_BODY = Schema({"roles": ListOf(Str(choices=ROLES), max_items=len(ROLES), unique=True, label="角色")},
+                    name="RolesChange")
+REJECTION = Schema({"reason": Str(max_len=200, label="驳回原因")}, name="Rejection")
+RESIDENT_QUERY = Schema({"status": Str(choices=STATUSES, required=False, label="状态")})
 
 
-def _service() -> IdentityService:
-    return get_identity_service()
-
-
-def _resident_body(service: IdentityService, resident: Resident) -> dict[str, Any]:
-    return resident_view(resident, service.roles_of(resident.openid, resident.roles))
-
-
-def _path_id(value: str, what: str) -> str:
-    # Anything longer than an id we issue cannot exist; answer 404 without touching storage.
-    if not value or len(value) > MAX_ID_LENGTH:
-        raise NotFound(details={what: value[:MAX_ID_LENGTH]})
-    return value
-
-
-def _actor(caller: Caller) -> str:
-    return caller.resident_id or caller.openid
+def _resident_body(resident: Resident) -> dict[str, Any]:
+    return resident_view(resident, bootstrap.identity().roles_of(resident.openid, resident.roles))
 
 
 def _audit(event: str, caller: Caller, resident_ids: list[str]) -> None:
     """PIPL: record who viewed or changed whose personal data — ids only, never the data."""
-    logger.info(event, extra={"audit": True, "actor": caller.openid, "resident_ids": resident_ids})
+    logger.info(event, extra={"audit": True, "actor": openid_hash(caller.openid), "resident_ids": resident_ids})
 
 
 # --- login ---------------------------------------------------------------------------------
 
 
-@route(identity_bp, "/v1/auth/wechat", methods=["POST"], auth=Auth.PUBLIC)
+@route(identity_bp, "/v1/auth/wechat", methods=["POST"], auth=Auth.PUBLIC, body=LOGIN, response="Login",
+       errors=(InvalidLoginCode, LoginRateLimited, LoginBlocked, UpstreamError))
 def login(ctx: RequestContext) -> dict[str, Any]:
-    body = ctx.body({"code": Str(max_len=128)})
-    session = wechat_client().code_to_session(body["code"])
-    service = _service()
+    """Exchange a wx.login code for a bearer token (locally: dev-<openid>)."""
+    session = bootstrap.wechat_login().code_to_session(ctx.data["code"])
+    service = bootstrap.identity()
     state = service.login_state(session.openid)
-    token, expires_at = token_signer().issue(session.openid, state.token_version)
+    token, expires_at = bootstrap.tokens().issue(session.openid, state.token_version)
     caller = service.caller_from(state)
     resident = service.resident_of(caller)
     return {
@@ -75,117 +86,118 @@ def login(ctx: RequestContext) -> dict[str, Any]:
         "expires_at": clock.isoformat(datetime.fromtimestamp(expires_at, clock.CHINA_TZ)),
         "openid": session.openid,
         "roles": sorted(caller.roles),
-        "resident": _resident_body(service, resident) if resident else None,
+        "resident": _resident_body(resident) if resident else None,
     }
 
 
-@route(identity_bp, "/v1/auth/logout", methods=["POST"], auth=Auth.LOGIN)
+@route(identity_bp, "/v1/auth/logout", methods=["POST"], auth=Auth.LOGIN, response="LogoutResult")
 def logout(ctx: RequestContext) -> dict[str, Any]:
     """Sign out everywhere: every token issued so far stops working."""
-    _service().store.bump_token_version(ctx.caller.openid)
+    bootstrap.identity().store.bump_token_version(ctx.caller.openid)
     return {"status": "logged_out"}
 
 
 # --- residents -----------------------------------------------------------------------------
 
-REGISTRATION = {
-    "name": Str(max_len=40),
-    "phone": Str(max_len=11, pattern=PHONE_PATTERN),
-    "building": Str(max_len=20),
-    "unit": Str(max_len=20),
-    "room": Str(max_len=20),
-}
 
-
-@route(identity_bp, "/v1/residents", methods=["POST"], auth=Auth.LOGIN, status=201)
+@route(identity_bp, "/v1/residents", methods=["POST"], auth=Auth.LOGIN, status=201, body=REGISTRATION,
+       response="Resident", errors=(AlreadyExists, Conflict))
 def register(ctx: RequestContext) -> dict[str, Any]:
-    body = ctx.body({**REGISTRATION, "birth_year": _birth_year()})
-    service = _service()
-    return _resident_body(service, service.register(ctx.caller, **body))
+    """Register as a resident of an address (same address = same household); status pending."""
+    return _resident_body(bootstrap.identity().register(ctx.caller, **ctx.data))
 
 
-@route(identity_bp, "/v1/residents/me", auth=Auth.REGISTERED)
+@route(identity_bp, "/v1/residents/me", auth=Auth.REGISTERED, response="Resident")
 def me(ctx: RequestContext) -> dict[str, Any]:
-    service = _service()
-    return _resident_body(service, service.me(ctx.caller))
+    """The caller's resident record (phone masked)."""
+    return _resident_body(bootstrap.identity().me(ctx.caller))
 
 
 # --- households ----------------------------------------------------------------------------
 
 
-@route(identity_bp, "/v1/households/mine", auth=Auth.REGISTERED)
+@route(identity_bp, "/v1/households/mine", auth=Auth.REGISTERED, response="Household", errors=(NotFound,))
 def my_household(ctx: RequestContext) -> dict[str, Any]:
-    return _service().household(ctx.caller)
+    """The caller's household: members, dependants and relatives (verified residents see all)."""
+    return bootstrap.identity().household(ctx.caller)
 
 
-@route(identity_bp, "/v1/households/mine/members", methods=["POST"], auth=Auth.VERIFIED, status=201)
+@route(identity_bp, "/v1/households/mine/members", methods=["POST"], auth=Auth.VERIFIED, status=201,
+       body=DEPENDANT, idempotency="optional", response="Dependant",
+       errors=(Conflict, LimitExceeded))
 def add_member(ctx: RequestContext) -> dict[str, Any]:
-    body = ctx.body({"name": Str(max_len=40), "birth_year": _birth_year(), "relation": Str(choices=RELATIONS)})
-    key = ctx.idempotency_key(required=False)
-    return dependant_view(_service().add_dependant(ctx.caller, idempotency_key=key, **body))
+    """Add a dependant (no login: an elderly parent, a child) who can be a request's beneficiary."""
+    return dependant_view(bootstrap.identity().add_dependant(ctx.caller, idempotency_key=ctx.key, **ctx.data))
 
 
-@route(identity_bp, "/v1/households/mine/relatives", methods=["POST"], auth=Auth.VERIFIED, status=201)
+@route(identity_bp, "/v1/households/mine/relatives", methods=["POST"], auth=Auth.VERIFIED, status=201,
+       body=RELATIVE, response="RelativeDeclaration", responses={200: "RelativeDeclaration"},
+       errors=(NotFound, AlreadyExists, LimitExceeded, BusinessRuleViolation))
 def declare_relative(ctx: RequestContext) -> Any:
-    body = ctx.body({"household_id": Str(max_len=MAX_ID_LENGTH), "relation": Str(choices=RELATIONS)})
-    declaration, created, mutual = _service().declare_relative(ctx.caller, body["household_id"], body["relation"])
+    """Declare another household as relatives; transfers need the declaration on both sides."""
+    declaration, created, mutual = bootstrap.identity().declare_relative(
+        ctx.caller, ctx.data["household_id"], ctx.data["relation"])
     view = declaration_view(declaration, mutual)
     # A repeated declaration changes nothing: 200 with the existing one.
     return view if created else json_response(view, 200)
 
 
-@route(identity_bp, "/v1/households/mine/relatives/{household_id}", methods=["DELETE"], auth=Auth.VERIFIED)
+@route(identity_bp, "/v1/households/mine/relatives/{household_id}", methods=["DELETE"], auth=Auth.VERIFIED,
+       status=204, path_params={"household_id": Id(max_len=100)})
 def withdraw_relative(ctx: RequestContext, household_id: str) -> Response:
-    _service().withdraw_relative(ctx.caller, _path_id(household_id, "household_id"))
+    """Withdraw this household's declaration."""
+    bootstrap.identity().withdraw_relative(ctx.caller, household_id)
     return Response(body="", status_code=204)
 
 
 # --- administration ------------------------------------------------------------------------
 
 
-@route(identity_bp, "/v1/admin/residents", auth=Auth.ADMIN)
+@route(identity_bp, "/v1/admin/residents", auth=Auth.ADMIN, query=RESIDENT_QUERY, paged=True,
+       response="Resident", admin_action="residents.list")
 def list_residents(ctx: RequestContext) -> dict[str, Any]:
-    status = ctx.query({"status": Str(choices=STATUSES, required=False)}).get("status", PENDING)
-    limit, cursor = ctx.page()
-    service = _service()
-    residents, next_cursor = service.list_residents(status, limit, cursor)
+    """Residents by status (default pending: the verification queue), oldest first."""
+    residents, next_cursor = bootstrap.identity().list_residents(ctx.params.get("status", PENDING),
+                                                                  ctx.limit, ctx.cursor)
     _audit("residents listed", ctx.caller, [r.id for r in residents])
-    return page_body([_resident_body(service, r) for r in residents], next_cursor)
+    return page_body([_resident_body(r) for r in residents], next_cursor)
 
 
-@route(identity_bp, "/v1/admin/residents/{resident_id}", auth=Auth.ADMIN)
+@route(identity_bp, "/v1/admin/residents/{resident_id}", auth=Auth.ADMIN, path_params={"resident_id": Id(max_len=100)},
+       response="Resident", admin_action="resident.view")
 def get_resident(ctx: RequestContext, resident_id: str) -> dict[str, Any]:
-    service = _service()
-    resident = service.resident(_path_id(resident_id, "resident_id"))
+    """One resident (phone masked)."""
+    resident = bootstrap.identity().resident(resident_id)
     _audit("resident viewed", ctx.caller, [resident.id])
-    return _resident_body(service, resident)
+    return _resident_body(resident)
 
 
-@route(identity_bp, "/v1/admin/residents/{resident_id}/roles", methods=["PUT"], auth=Auth.ADMIN)
+@route(identity_bp, "/v1/admin/residents/{resident_id}/roles", methods=["PUT"], auth=Auth.ADMIN,
+       path_params={"resident_id": Id(max_len=100)}, body=ROLES_BODY, response="Resident",
+       admin_action="resident.roles")
 def set_roles(ctx: RequestContext, resident_id: str) -> dict[str, Any]:
-    """Body ``{"roles": ["merchant", ...]}`` replaces the stored roles (``resident`` is implied)."""
-    data = ctx.json()
-    roles = data.get("roles") if isinstance(data, dict) else None
-    if not isinstance(roles, list) or len(roles) > len(ROLES) or not all(r in ROLES for r in roles):
-        raise ValidationError(details={"fields": {"roles": f"must be a list of {', '.join(ROLES)}"}})
-    service = _service()
-    resident = service.set_roles(_path_id(resident_id, "resident_id"), roles)
+    """Replace the resident's stored roles (``resident`` is implied)."""
+    resident = bootstrap.identity().set_roles(resident_id, ctx.data["roles"])
     _audit("resident roles changed", ctx.caller, [resident.id])
-    return _resident_body(service, resident)
+    return _resident_body(resident)
 
 
-@route(identity_bp, "/v1/admin/residents/{resident_id}/verify", methods=["POST"], auth=Auth.ADMIN)
+@route(identity_bp, "/v1/admin/residents/{resident_id}/verify", methods=["POST"], auth=Auth.ADMIN,
+       path_params={"resident_id": Id(max_len=100)}, response="Resident", errors=(InvalidState, Conflict,
+                                                                                  IdempotencyMismatch),
+       admin_action="resident.verify")
 def verify_resident(ctx: RequestContext, resident_id: str) -> dict[str, Any]:
-    service = _service()
-    resident = service.verify(_actor(ctx.caller), _path_id(resident_id, "resident_id"))
+    """Verify a resident; the household's first verified member brings its starting credits."""
+    resident = bootstrap.identity().verify(ctx.caller.actor, resident_id)
     _audit("resident verified", ctx.caller, [resident.id])
-    return _resident_body(service, resident)
+    return _resident_body(resident)
 
 
-@route(identity_bp, "/v1/admin/residents/{resident_id}/reject", methods=["POST"], auth=Auth.ADMIN)
+@route(identity_bp, "/v1/admin/residents/{resident_id}/reject", methods=["POST"], auth=Auth.ADMIN,
+       path_params={"resident_id": Id(max_len=100)}, body=REJECTION, response="Resident",
+       errors=(InvalidState, Conflict), admin_action="resident.reject")
 def reject_resident(ctx: RequestContext, resident_id: str) -> dict[str, Any]:
-    body = ctx.body({"reason": Str(max_len=200)})
-    service = _service()
-    resident = service.reject(_actor(ctx.caller), _path_id(resident_id, "resident_id"), body["reason"])
+    """Reject a pending registration with a reason."""
+    resident = bootstrap.identity().reject(ctx.caller.actor, resident_id, ctx.data["reason"])
     _audit("resident rejected", ctx.caller, [resident.id])
-    return _resident_body(service, resident)
+    return _resident_body(resident)

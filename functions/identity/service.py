@@ -1,37 +1,42 @@
-"""Identity use cases: registration, households and dependants, relatives, verification.
+"""Identity use cases: registration, households and dependants, relatives, verification, and
+what other domains may ask about people (through the ports the composition root hands them).
 
-Plain Python over two ports: an ``IdentityStore`` (DynamoDB or in memory) and a
-``StartingCredits`` granter (the ledger). Handlers call these and map errors; other domains use
-``find_member`` / ``household_member`` / ``resident`` to look people up.
+Plain Python over the ports of ``ports.py``: an ``IdentityStore`` (DynamoDB, or the in-memory
+twin in tests) and the ledger (starting credits).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, Callable, Iterable, Protocol
+from typing import Any, Callable, Iterable
 
 from functions.core import clock
 from functions.core.errors import (
     AlreadyExists, BusinessRuleViolation, Conflict, Forbidden, IdempotencyMismatch, LimitExceeded, NotFound,
-    NotVerified,
+    NotRelative, NotVerified,
 )
 from functions.core.ids import content_hash, derived_id, new_id
-from functions.identity.caller import Caller
-from functions.identity.domain import (
-    PENDING, REJECTED, ROLE_RESIDENT, VERIFIED, Address, Dependant, Household, Login, RelativeDeclaration,
-    Resident, effective_roles, household_id_for, reject_changes, rejected, verified, verify_changes,
+from functions.core.caller import Caller
+from functions.identity.model import (
+    PENDING, REJECTED, ROLE_RESIDENT, VERIFIED, Address, Dependant, Household, Login, Member, NotRegistered,
+    RelativeDeclaration, Resident, effective_roles, household_id_for, reject_changes, rejected, verified,
+    verify_changes,
 )
-from functions.identity.store import IdentityStore, Member
-from functions.identity.views import dependant_view, household_view, member_summary
+from functions.identity.ports import IdentityStore, StartingLedger
+from functions.identity.views import declaration_view, dependant_view, household_view, member_summary
+from functions.ledger.accounts import ISSUANCE, Account, household_account, resident_account
 
 MAX_DEPENDANTS_PER_HOUSEHOLD = 20
 MAX_RELATIVE_DECLARATIONS = 20
 _STATUS_RETRIES = 3
 
 
-class StartingCredits(Protocol):
-    def grant(self, household_id: str, amount: int, actor: str) -> None:
-        """Credit the household its starting credits exactly once, however often it is called."""
+STARTING_CREDITS_KIND = "starting_credits"
+STARTING_CREDITS_MEMO = "新户启动积分"
+
+
+def starting_credits_transfer_id(household_id: str) -> str:
+    return derived_id("tr", "starting-credits", household_id)
 
 
 @dataclass(frozen=True)
@@ -41,17 +46,11 @@ class IdentityConfig:
     starting_credits: int
 
 
-class NotRegistered(Forbidden):
-    """The caller logged in but has no resident record yet (register with POST /v1/residents)."""
-    code = "NOT_REGISTERED"
-    default_message = "请先登记居民信息"
-
-
 class IdentityService:
-    def __init__(self, store: IdentityStore, starting_credits: StartingCredits, config: IdentityConfig,
+    def __init__(self, store: IdentityStore, ledger: StartingLedger, config: IdentityConfig,
                  now: Callable[[], datetime] = clock.now, make_id: Callable[[str], str] = new_id):
         self.store = store
-        self.starting_credits = starting_credits
+        self.ledger = ledger
         self.config = config
         self._now = now
         self._new_id = make_id
@@ -222,6 +221,60 @@ class IdentityService:
             raise NotFound("未找到该居民", {"resident_id": resident_id})
         return current
 
+    def member(self, household_id: str | None, member_id: str | None) -> Member | None:
+        """A resident or dependant of this household (one consistent GetItem); rejected
+        residents are no members — their claim to live there was refused."""
+        if not household_id or not member_id or len(member_id) > 100:
+            return None
+        found = self.store.get_member(household_id, member_id)
+        if isinstance(found, Resident) and found.status == REJECTED:
+            return None
+        return found
+
+    def has_member(self, household_id: str | None, member_id: str | None) -> bool:
+        return self.member(household_id, member_id) is not None
+
+    # --- who may receive credits (the ledger's ``AccountOwners`` port) --------------------
+    #
+    # Only: the caller's own household, a resident of it, a household that declared the
+    # caller's household as relatives AND was declared back (or a resident of such a
+    # household). One-sided declarations count for nothing: otherwise anyone could route
+    # credits to a stranger. Cost: own household 0 reads; another household 1 BatchGetItem
+    # (both declarations), plus 1 GetItem only to tell an unknown household (404) from an
+    # unrelated one (422); a resident id adds 1 Query on the member-id index first.
+
+    def recipient(self, caller: Caller, kind: str, target_id: str) -> str:
+        if caller.household_id is None:
+            raise Forbidden("请先登记居民信息")
+        if kind == "household_id":
+            self._require_relatives(caller.household_id, target_id)
+            return household_account(target_id)
+        member = self.store.find_member(target_id)
+        if not isinstance(member, Resident):
+            raise NotFound("未找到该居民", {"resident_id": target_id})
+        if member.status == REJECTED:
+            # A rejected claim to live somewhere makes nobody a member of that household.
+            raise NotRelative(details={"resident_id": target_id})
+        self._require_relatives(caller.household_id, member.household_id)
+        return resident_account(member.id)
+
+    def _require_relatives(self, own_household: str, other_household: str) -> None:
+        if self.are_relatives(own_household, other_household):
+            return
+        if self.store.get_household(other_household) is None:
+            raise NotFound("未找到该住户", {"household_id": other_household})
+        raise NotRelative(details={"household_id": other_household})
+
+    def shares_household(self, caller: Caller, resident_id: str) -> bool:
+        return self.has_member(caller.household_id, resident_id)
+
+    def exists(self, account: Account) -> bool:
+        if account.kind == "resident":
+            return isinstance(self.find_member(account.owner or ""), Resident)
+        if account.kind == "household":
+            return self.store.get_household(account.owner or "") is not None
+        return False
+
     # --- administration -------------------------------------------------------------------
 
     def list_residents(self, status: str, limit: int,
@@ -275,8 +328,20 @@ class IdentityService:
         if household is None or household.credits_granted_at is not None:
             return
         if self.config.starting_credits > 0:
-            self.starting_credits.grant(household_id, self.config.starting_credits, actor)
+            self._grant_starting_credits(household_id, self.config.starting_credits, actor)
         self.store.mark_credits_granted(household_id, self._now())
+
+    def _grant_starting_credits(self, household_id: str, amount: int, actor: str) -> None:
+        """One ledger transfer issuance → household, its id derived from the household."""
+        try:
+            self.ledger.transfer(
+                transfer_id=starting_credits_transfer_id(household_id), debit=ISSUANCE,
+                credit=household_account(household_id), asset="service", amount=amount,
+                kind=STARTING_CREDITS_KIND, memo=STARTING_CREDITS_MEMO, actor=actor)
+        except IdempotencyMismatch:
+            # The household's transfer exists already with other content (the configured amount
+            # changed between a crashed verify and its retry): it was granted; never grant twice.
+            return
 
     # --- helpers --------------------------------------------------------------------------
 
@@ -286,11 +351,3 @@ class IdentityService:
             raise NotVerified()
         return me
 
-
-def declaration_view(declaration: RelativeDeclaration, mutual: bool) -> dict[str, Any]:
-    return {
-        "household_id": declaration.relative_household_id,
-        "relation": declaration.relation,
-        "mutual": mutual,
-        "declared_at": clock.isoformat(declaration.created_at),
-    }

@@ -5,7 +5,7 @@ The payload is compact JSON ``{"sub": openid, "iat": issued, "exp": expiry, "ver
 version (logout everywhere) invalidates every older token at the next authenticated call.
 
 The secret is ``settings.token_secret`` in the local/test stages; in a deployed stage it is
-read from SSM (``token_secret_parameter``) through ``core.secrets`` — or, if no parameter is
+read from SSM (``token_secret_parameter``) through ``adapters.secrets`` — or, if no parameter is
 configured, the ``TIMEBANK_TOKEN_SECRET`` environment value — and a secret shorter than
 ``MIN_DEPLOYED_SECRET_LENGTH`` characters (empty included) makes signing and verifying refuse.
 """
@@ -17,12 +17,11 @@ import hmac
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Callable
+from typing import Callable, Protocol
 
 from functions.core import clock
 from functions.core.errors import Unauthenticated
-from functions.core.secrets import ParameterStoreSecrets, get_secrets
-from functions.core.settings import Settings, get_settings
+from functions.core.settings import Settings
 
 PREFIX = "t1"
 MAX_TOKEN_LENGTH = 1024
@@ -103,14 +102,18 @@ class TokenSigner:
         return TokenClaims(openid=openid, issued_at=issued, expires_at=expires, version=version)
 
 
-def secret_source(settings: Settings, secrets: ParameterStoreSecrets | None = None) -> Callable[[], str]:
-    """Where this stage's signing secret comes from (resolved lazily, cached by ``core.secrets``)."""
+class Secrets(Protocol):
+    def get(self, name: str) -> str: ...
+
+
+def secret_source(settings: Settings, secrets: Secrets) -> Callable[[], str]:
+    """Where this stage's signing secret comes from (resolved lazily, cached by ``adapters.secrets``)."""
     if settings.is_local:
         return lambda: settings.token_secret
 
     def deployed_secret() -> str:
         if settings.token_secret_parameter:
-            value = (secrets or get_secrets()).get(settings.token_secret_parameter)
+            value = secrets.get(settings.token_secret_parameter)
         else:
             value = settings.token_secret
         if len(value or "") < MIN_DEPLOYED_SECRET_LENGTH:
@@ -120,7 +123,3 @@ def secret_source(settings: Settings, secrets: ParameterStoreSecrets | None = No
 
     return deployed_secret
 
-
-def token_signer(settings: Settings | None = None, secrets: ParameterStoreSecrets | None = None) -> TokenSigner:
-    settings = settings or get_settings()
-    return TokenSigner(secret_source(settings, secrets), settings.token_ttl_seconds)

@@ -4,7 +4,8 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from functions.core import clock
-from functions.identity.domain import KIND_DEPENDANT, KIND_RESIDENT, Dependant, Household, Resident, mask_phone
+from functions.identity.model import (KIND_DEPENDANT, KIND_RESIDENT, Dependant, Household, RelativeDeclaration,
+                                      Resident, mask_phone)
 
 
 def resident_view(resident: Resident, roles: Iterable[str] | None = None) -> dict[str, Any]:
@@ -61,4 +62,13 @@ def household_view(household: Household) -> dict[str, Any]:
         "room": household.address.room,
         "created_at": clock.isoformat(household.created_at),
         "starting_credits_granted": household.credits_granted_at is not None,
+    }
+
+
+def declaration_view(declaration: RelativeDeclaration, mutual: bool) -> dict[str, Any]:
+    return {
+        "household_id": declaration.relative_household_id,
+        "relation": declaration.relation,
+        "mutual": mutual,
+        "declared_at": clock.isoformat(declaration.created_at),
     }

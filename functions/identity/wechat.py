@@ -1,6 +1,6 @@
 """WeChat mini-program login: exchange a ``wx.login`` code for the user's openid.
 
-``wechat_client()`` picks the adapter: the real code2Session client in every deployed stage,
+The composition root picks the adapter: the real code2Session client in every deployed stage,
 the local fake (``dev-<openid>``) only when ``settings.is_local``. There is deliberately no
 setting that enables the fake in a deployed stage.
 
@@ -20,8 +20,7 @@ from typing import Any, Callable, Protocol
 
 from functions.core.errors import Forbidden, TimebankError, Unauthenticated, UpstreamError
 from functions.core.observability import logger
-from functions.core.secrets import ParameterStoreSecrets, get_secrets
-from functions.core.settings import Settings, get_settings
+from functions.core.settings import Settings
 
 TIMEOUT_SECONDS = 5.0
 MAX_RESPONSE_BYTES = 64 * 1024
@@ -40,10 +39,6 @@ ERR_HIGH_RISK_USER = 40226
 class WeChatSession:
     openid: str
     unionid: str | None = None
-
-
-class WeChatLogin(Protocol):
-    def code_to_session(self, code: str) -> WeChatSession: ...
 
 
 class InvalidLoginCode(Unauthenticated):
@@ -141,14 +136,13 @@ class WeChatApiClient:
         return UpstreamError()
 
 
-def wechat_client(settings: Settings | None = None, secrets: ParameterStoreSecrets | None = None,
-                  opener: Opener = urllib.request.urlopen) -> WeChatLogin:
-    settings = settings or get_settings()
+
+def wechat_client(settings: Settings, secrets: Any = None, opener: Opener = urllib.request.urlopen) -> Any:
+    """The adapter a stage uses: the fake only in the local and test stages, never deployed."""
     if settings.is_local:
         return LocalWeChat()
-    store = secrets or get_secrets()
     return WeChatApiClient(
         settings.wechat_api_base,
-        app_id=lambda: store.get(settings.wechat_app_id_parameter),
-        app_secret=lambda: store.get(settings.wechat_app_secret_parameter),
+        app_id=lambda: secrets.get(settings.wechat_app_id_parameter),
+        app_secret=lambda: secrets.get(settings.wechat_app_secret_parameter),
         opener=opener)

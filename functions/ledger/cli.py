@@ -7,7 +7,7 @@ import argparse
 import json
 import sys
 
-from functions.ledger.service import get_ledger
+from functions import bootstrap
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -15,7 +15,7 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("check", help="reconcile balances with transfers; exit 1 on any violation")
     parser.parse_args(argv)
-    report = get_ledger().check()
+    report = bootstrap.ledger().check()
     print(json.dumps(report, ensure_ascii=False, indent=2, sort_keys=True))
     return 0 if report["ok"] else 1
 

@@ -34,7 +34,7 @@ from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
-from functions.core.storage import make_meta, table
+from functions.adapters.dynamo import make_meta, table
 from functions.ledger.model import (BalanceChange, BalanceRow, CommitHooks, CommitRejected, Plan, Resolution,
                                     Totals, TransferRecord)
 
@@ -175,29 +175,14 @@ class _TaggedTransaction:
         return [tag for kind in ("condition_check", "delete", "save", "update") for tag in self._by_type[kind]]
 
 
-class CallMeter:
-    """Counts DynamoDB calls and items the adapter makes (moto's ConsumedCapacity is constant)."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, int]] = []
-
-    def record(self, operation: str, items: int) -> None:
-        self.calls.append((operation, items))
-
-    def reset(self) -> None:
-        self.calls.clear()
-
-
 class DynamoLedgerStore:
     def __init__(self, hooks: CommitHooks | None = None, lock: threading.Lock | None = None,
                  sleep: Callable[[float], None] = time.sleep):
         self.hooks = hooks or CommitHooks()
         self._lock = lock
         self._sleep = sleep
-        self.meter = CallMeter()
 
-    def _io(self, operation: str, items: int, call: Callable[[], T]) -> T:
-        self.meter.record(operation, items)
+    def _io(self, call: Callable[[], T]) -> T:
         with self._lock if self._lock is not None else nullcontext():
             return call()
 
@@ -206,7 +191,7 @@ class DynamoLedgerStore:
         self.hooks.before_commit(plan)
         for attempt in range(_CONFLICT_RETRIES + 1):
             try:
-                self._io("TransactWriteItems", plan.item_count + len(plan.foreign), lambda: self._transact(plan))
+                self._io(lambda: self._transact(plan))
                 break
             except _Cancelled as cancelled:
                 if cancelled.conflict_only and attempt < _CONFLICT_RETRIES:
@@ -296,7 +281,7 @@ class DynamoLedgerStore:
             except DoesNotExist:
                 return None
 
-        return self._io("GetItem", 1, call)
+        return self._io(call)
 
     def get_transfers(self, transfer_ids: list[str]) -> dict[str, TransferRecord]:
         ids = list(dict.fromkeys(transfer_ids))
@@ -305,26 +290,24 @@ class DynamoLedgerStore:
             return {record.id: record} if record else {}
         if not ids:
             return {}
-        items = self._io("BatchGetItem", len(ids),
-                         lambda: list(LedgerTransferItem.batch_get(ids, consistent_read=True)))
+        items = self._io(lambda: list(LedgerTransferItem.batch_get(ids, consistent_read=True)))
         return {item.id: _to_record(item) for item in items}
 
     def get_balances(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], Totals]:
         if not keys:
             return {}
-        items = self._io("BatchGetItem", len(keys),
-                         lambda: list(LedgerBalanceItem.batch_get(keys, consistent_read=True)))
+        items = self._io(lambda: list(LedgerBalanceItem.batch_get(keys, consistent_read=True)))
         return {(item.account, item.asset): _totals(item) for item in items}
 
     def account_balances(self, physical: str) -> dict[str, Totals]:
-        items = self._io("Query", 1, lambda: list(LedgerBalanceItem.query(physical, consistent_read=True)))
+        items = self._io(lambda: list(LedgerBalanceItem.query(physical, consistent_read=True)))
         return {item.asset: _totals(item) for item in items}
 
     def statement(self, account_id: str, before: str | None, limit: int) -> list[TransferRecord]:
         rows: list[TransferRecord] = []
         for index in (LedgerTransferItem.by_debit, LedgerTransferItem.by_credit):
             condition = LedgerTransferItem.sort_key < before if before else None
-            rows.extend(self._io("Query", 1, lambda index=index, condition=condition: [
+            rows.extend(self._io(lambda index=index, condition=condition: [
                 _to_record(item) for item in index.query(account_id, range_key_condition=condition,
                                                          scan_index_forward=False, limit=limit)]))
         rows.sort(key=lambda record: record.sort_key, reverse=True)
@@ -332,15 +315,15 @@ class DynamoLedgerStore:
 
     def account_seen(self, account_id: str, physicals: list[str]) -> bool:
         for physical in physicals:
-            if self._io("Query", 1, lambda physical=physical: list(LedgerBalanceItem.query(physical, limit=1))):
+            if self._io(lambda physical=physical: list(LedgerBalanceItem.query(physical, limit=1))):
                 return True
         return False
 
     def scan_transfers(self) -> Iterable[TransferRecord]:
-        return self._io("Scan", 0, lambda: [_to_record(i) for i in LedgerTransferItem.scan(consistent_read=True)])
+        return self._io(lambda: [_to_record(i) for i in LedgerTransferItem.scan(consistent_read=True)])
 
     def scan_balances(self) -> Iterable[BalanceRow]:
-        return self._io("Scan", 0, lambda: [BalanceRow(i.account, i.asset, _totals(i))
+        return self._io(lambda: [BalanceRow(i.account, i.asset, _totals(i))
                                              for i in LedgerBalanceItem.scan(consistent_read=True)])
 
 

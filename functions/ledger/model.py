@@ -25,6 +25,31 @@ PENDING = "pending"
 VOIDED = "voided"
 
 
+# --- assets (point kinds) ------------------------------------------------------------------
+# Every ledger amount names one of these. Amounts are integer minutes for the time assets and
+# integer points for the others; the ledger treats both as integers of their own asset and
+# never converts between assets inside a transfer.
+@dataclass(frozen=True)
+class PointKind:
+    code: str
+    name_zh: str
+    transferable: bool  # may residents move it between accounts (family, pool)?
+
+
+POINT_KINDS: dict[str, PointKind] = {kind.code: kind for kind in (
+    PointKind("service", "服务时", transferable=True),          # mutual-aid time, the main asset
+    PointKind("volunteer", "志愿时", transferable=True),        # volunteer activity time
+    PointKind("skill", "技能共享积分", transferable=True),
+    PointKind("green", "绿色生活积分", transferable=True),
+    PointKind("welfare", "公益帮扶积分", transferable=True),
+    PointKind("contribution", "贡献积分", transferable=True),
+    PointKind("reputation", "声望积分", transferable=False),    # earned, never moved by residents
+)}
+
+DEFAULT_ASSET = "service"
+ASSET_CODES: tuple[str, ...] = tuple(POINT_KINDS)
+
+
 # --- commands -----------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -135,25 +160,6 @@ class TransferRecord:
     resolved_by: str | None = None      # pending: the post/void transfer that resolved it
     posted_amount: int | None = None    # pending that was posted: how much moved
     reversed_by: str | None = None      # posted transfer that was reversed: the reversal
-
-    def public(self) -> dict[str, Any]:
-        """The statement / API shape (API.md "Credits")."""
-        out: dict[str, Any] = {
-            "id": self.id, "amount": self.amount, "asset": self.asset,
-            "debit_account": self.debit_account, "credit_account": self.credit_account,
-            "kind": self.kind, "status": self.status, "memo": self.memo, "created_at": self.created_at,
-        }
-        if self.request_id:
-            out["request_id"] = self.request_id
-        if self.pending_id:
-            out["pending_id"] = self.pending_id
-        if self.posted_amount is not None:
-            out["posted_amount"] = self.posted_amount
-        if self.reversal_of:
-            out["reversal_of"] = self.reversal_of
-        if self.reversed_by:
-            out["reversed_by"] = self.reversed_by
-        return out
 
     def with_changes(self, **changes: Any) -> "TransferRecord":
         return replace(self, **changes)
@@ -278,3 +284,35 @@ class CommitHooks:
 
     def after_commit(self, plan: Plan) -> None:
         return None
+
+
+# --- the conditions a commit checks (what the DynamoDB conditions express) -----------------------
+
+def resolution_holds(resolution: Resolution, current: TransferRecord | None) -> bool:
+    """The condition of a ``Resolution`` against the stored transfer (shared by the fake and
+    documentation of what the DynamoDB condition expresses)."""
+    if current is None:
+        return False
+    if resolution.reversal:
+        return current.status == POSTED and current.reversed_by is None
+    return current.status == PENDING and current.resolved_by is None
+
+
+def balance_holds(change: BalanceChange, current: Totals | None) -> bool:
+    available = current.available if current else 0
+    if change.min_available is not None and available < change.min_available:
+        return False
+    if change.max_available is not None and available > change.max_available:
+        return False
+    return True
+
+
+def apply_change(current: Totals | None, change: BalanceChange) -> Totals:
+    base = current or Totals()
+    return Totals(
+        debits_posted=base.debits_posted + change.debits_posted,
+        credits_posted=base.credits_posted + change.credits_posted,
+        debits_pending=base.debits_pending + change.debits_pending,
+        credits_pending=base.credits_pending + change.credits_pending,
+        available=base.available + change.available_delta,
+    )

@@ -21,11 +21,11 @@ from collections import Counter, defaultdict
 from typing import Any, Iterable
 
 from functions.core.errors import ValidationError
-from functions.core.observability import logger, metrics
+from functions.core.observability import count, logger
 from functions.ledger.accounts import HOUSEHOLD, logical_id, parse_account, physical_id
 from functions.ledger.model import (OP_PENDING, OP_POST, OP_REVERSAL, OP_TRANSFER, OP_VOID, PENDING, POSTED,
                                     POSTED_OPS, VOIDED, BalanceRow, Totals, TransferRecord)
-from functions.rewards.point_kinds import ASSET_CODES, DEFAULT_ASSET
+from functions.ledger.model import ASSET_CODES, DEFAULT_ASSET
 
 _FIELDS = ("debits_posted", "credits_posted", "debits_pending", "credits_pending")
 
@@ -167,17 +167,14 @@ def check_store(store: Any, household_cap: int = 0) -> dict[str, Any]:
     return reconcile(store.scan_transfers(), store.scan_balances(), household_cap=household_cap)
 
 
-def run_scheduled_check() -> dict[str, Any]:
-    """Daily job body: reconcile, log and emit metrics — counts and violation types only."""
-    from functions.ledger.service import get_ledger
-
-    report = get_ledger().check()
+def run_check(ledger: Any) -> dict[str, Any]:
+    """The daily job: reconcile, log and emit metrics — counts and violation types only."""
+    report = ledger.check()
     kinds = Counter(v["type"] for v in report["violations"])
     log = logger.info if report["ok"] else logger.error
     log("ledger reconciliation", extra={"ok": report["ok"], "violations": len(report["violations"]),
                                         "violation_types": dict(kinds), "transfers": report["transfers"],
                                         "balances": report["balances"]})
-    metrics.add_metric(name="LedgerViolations", unit="Count", value=len(report["violations"]))
-    metrics.add_metric(name="LedgerCheckRuns", unit="Count", value=1)
-    metrics.flush_metrics()
+    count("LedgerViolations", len(report["violations"]))
+    count("LedgerCheckRuns")
     return report

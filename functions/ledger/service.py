@@ -1,27 +1,531 @@
-"""The one way other domains reach the ledger: ``get_ledger()``.
+"""The time ledger: TigerBeetle-style accounts and transfers on a transactional key-value store.
 
-    from functions.ledger.accounts import ISSUANCE, household_account
-    from functions.ledger.service import get_ledger
+Plain Python: commands are validated, turned into a ``Plan`` (the writes and the conditions
+that make them safe) and committed atomically by a ``LedgerStore``. The conditions — not any
+read the planner did — are what keep the ledger right under concurrency:
 
-    get_ledger().transfer(transfer_id=..., debit=ISSUANCE, credit=household_account(hid),
-                          asset="service", amount=300, kind="starting_credits", memo="", actor=admin)
+- a transfer item is written with ``attribute_not_exists(id)``: an id applies once, forever.
+  A replay with the same content returns the stored transfer; with other content it is
+  ``IdempotencyMismatch`` (409). (DynamoDB's own ClientRequestToken lasts 10 minutes; this
+  does not expire.) A command that failed was never stored, so retrying it re-evaluates.
+- every limited balance item carries ``available >= need`` in the same transaction, where
+  ``need`` is the deepest the commands of the transaction push it (linked commands apply in
+  order, as in TigerBeetle: a later credit does not fund an earlier debit).
+- a pending item is resolved with ``status = pending``; a reversed one with
+  ``status = posted AND attribute_not_exists(reversed_by)``.
+
+Cost model (DynamoDB calls / items written per operation; a transactional write costs 2 WCU
+per item ≤ 1 KB, and each transfer item also writes 2 GSI entries, the statement indexes):
+
+==================  ==========================================  =====================
+operation           calls                                       transaction items
+==================  ==========================================  =====================
+transfer / hold     1 TransactWriteItems                        3 (transfer + 2 balances)
+post_pending        1 GetItem (the hold) + 1 TransactWriteItems 4 (+ hold's marker)
+void_pending        1 GetItem + 1 TransactWriteItems            4
+reverse             1 GetItem (original) + 1 TransactWriteItems 4 (+ original's marker)
+settle_hold         1 GetItem + 1 TransactWriteItems            6 + foreign writes (2 transfers,
+                                                                hold marker, payer, escrow
+                                                                shard — post and payout merged
+                                                                into one update — and payee)
+debit from pool     + 1 BatchGetItem (its shards of the asset)  unchanged
+balances            1 Query (sharded: 1 BatchGetItem)           —
+statement page      2 Query (debit index, credit index)         —
+replay / refusal    + 1 GetItem / BatchGetItem to diagnose      —
+==================  ==========================================  =====================
+
+``tests/integration/test_ledger_cost.py`` measures these numbers by counting every botocore
+API call (moto's ConsumedCapacity is a constant) and fails if they grow.
+
+Household cap (``settings.household_balance_cap``, 0 = none): a household's ``available`` of
+the ``service`` asset may not exceed the cap after a transfer or a post credits it — a
+condition in the same transaction (``available <= cap - inflow``), refused with
+``LimitExceeded`` (422). Releases of the household's own holds and reversals (corrections
+restoring an earlier state) are not capped. Redirecting the excess to the pool is the caller's
+policy: on ``LimitExceeded`` it may transfer the headroom and donate the rest.
+
+Refused commands are not stored: retrying one after the cause is fixed (credits arrived)
+applies it. Pool payouts read the pool's shards to pick one that holds enough; the condition
+still decides, and an amount no single shard holds is refused (``details.reason``).
 """
 from __future__ import annotations
 
-from functools import lru_cache
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import timezone
+from typing import Any, Iterable, NamedTuple, Sequence
 
-from functions.core.settings import get_settings
-from functions.ledger.dynamo import DynamoLedgerStore
-from functions.ledger.ledger import Ledger
+from functions.core import clock
+from functions.core.errors import (Conflict, IdempotencyMismatch, InsufficientCredits, InvalidState,
+                                   LimitExceeded, NotFound, TimebankError, ValidationError)
+from functions.core.ids import content_hash
+from functions.core.validation import MAX_AMOUNT_MINUTES, Field, FieldError, Id, Str, amount_field
+from functions.ledger.accounts import (ESCROW, HOUSEHOLD, ISSUANCE, Account, logical_id, parse_account,
+                                       physical_id, physical_ids, shard_for)
+from functions.ledger.model import (OP_PENDING, OP_POST, OP_REVERSAL, OP_TRANSFER, OP_VOID, PENDING, POSTED,
+                                    POSTED_OPS, VOIDED, BalanceChange, Command, CommitRejected, Hold, Plan,
+                                    PostPending, Resolution, Reverse, Totals, Transfer, TransferRecord,
+                                    VoidPending)
+from functions.ledger.reconciliation import check_store
+from functions.ledger.ports import LedgerStore
+from functions.ledger.model import ASSET_CODES, DEFAULT_ASSET, POINT_KINDS
+
+MAX_BATCH = 20  # ≤ 4 items per command (transfer, marker, 2 balances): 80 + foreign writes ≤ DynamoDB's 100
+MAX_MEMO = 200
+MAX_TEXT = 200
+_KIND = re.compile(r"[a-z][a-z0-9_]{0,39}")
 
 
-@lru_cache(maxsize=1)
-def get_ledger() -> Ledger:
-    settings = get_settings()
-    return Ledger(DynamoLedgerStore(), shards=settings.ledger_shards,
-                  household_cap=settings.household_balance_cap)
+class Page(NamedTuple):
+    items: list[TransferRecord]
+    next_cursor: dict[str, str] | None
 
 
-def reset_ledger() -> None:
-    """Tests that change settings call this so the next ``get_ledger()`` reads them again."""
-    get_ledger.cache_clear()
+def _invalid(field: str, reason: str, message: str | None = None) -> ValidationError:
+    return ValidationError(message, {"fields": {field: reason}})
+
+
+_TRANSFER_ID = Id(max_len=200)
+_AMOUNT = amount_field(label=None)
+_MEMO = Str(max_len=MAX_MEMO, min_len=0, strip=False)
+_TEXT = Str(max_len=MAX_TEXT, min_len=0, strip=False)
+_REQUIRED_TEXT = Str(max_len=MAX_TEXT)
+
+
+def _check(rule: Field, value: Any, field: str, required: bool = False) -> None:
+    """The ledger's own arguments go through the same field rules as HTTP bodies."""
+    if value is None and not required:
+        return
+    try:
+        rule.clean(value)
+    except FieldError as error:
+        raise _invalid(field, str(error)) from None
+
+
+def _check_text(value: Any, field: str, max_len: int = MAX_TEXT, required: bool = False) -> None:
+    _check(_REQUIRED_TEXT if required else (_MEMO if max_len == MAX_MEMO else _TEXT), value, field, required)
+
+
+def _check_amount(value: Any, field: str = "amount") -> None:
+    _check(_AMOUNT, value, field, required=True)
+
+
+def _check_id(value: Any, field: str) -> None:
+    _check(_TRANSFER_ID, value, field, required=True)
+
+
+@dataclass
+class _Leg:
+    """One command's effect on one balance item, in command order."""
+    physical: str
+    account: Account
+    asset: str
+    debits_posted: int = 0
+    credits_posted: int = 0
+    debits_pending: int = 0
+    credits_pending: int = 0
+    capped_inflow: bool = False
+
+    @property
+    def available_delta(self) -> int:
+        return self.credits_posted - self.debits_posted - self.debits_pending
+
+
+class Ledger:
+    """The ledger API other domains call (handed to them by ``functions.bootstrap.ledger()``)."""
+
+    def __init__(self, store: LedgerStore, shards: int = 8, household_cap: int = 0):
+        if shards < 1:
+            raise ValueError("ledger_shards must be at least 1")
+        self.store = store
+        self.shards = shards
+        self.household_cap = household_cap
+
+    # --- the single operations --------------------------------------------------------------
+    def transfer(self, transfer_id: str, debit: str, credit: str, asset: str = DEFAULT_ASSET,
+                 amount: int = 0, kind: str = "transfer", memo: str = "", actor: str | None = None,
+                 request_id: str | None = None, also: Sequence[Any] = ()) -> TransferRecord:
+        return self.execute([Transfer(transfer_id, debit, credit, asset, amount, kind, memo, actor, request_id)],
+                            also)[0]
+
+    def hold(self, transfer_id: str, debit: str, credit: str = ESCROW, asset: str = DEFAULT_ASSET,
+             amount: int = 0, kind: str = "hold", memo: str = "", actor: str | None = None,
+             request_id: str | None = None, also: Sequence[Any] = ()) -> TransferRecord:
+        return self.execute([Hold(transfer_id, debit, credit, asset, amount, kind, memo, actor, request_id)],
+                            also)[0]
+
+    def post_pending(self, transfer_id: str, pending_id: str, amount: int | None = None,
+                     actor: str | None = None, *, kind: str = "settlement", memo: str = "",
+                     also: Sequence[Any] = ()) -> TransferRecord:
+        return self.execute([PostPending(transfer_id, pending_id, amount, kind, memo, actor)], also)[0]
+
+    def void_pending(self, transfer_id: str, pending_id: str, actor: str | None = None, reason: str = "",
+                     *, kind: str = "release", also: Sequence[Any] = ()) -> TransferRecord:
+        return self.execute([VoidPending(transfer_id, pending_id, reason, kind, actor)], also)[0]
+
+    def reverse(self, transfer_id: str, original_id: str, reason: str, actor: str,
+                also: Sequence[Any] = ()) -> TransferRecord:
+        return self.execute([Reverse(transfer_id, original_id, reason, actor)], also)[0]
+
+    def settle_hold(self, settlement_id: str, pending_id: str, payee: str, amount: int,
+                    also: Sequence[Any] = (), actor: str | None = None, kind: str = "settlement",
+                    memo: str = "") -> list[TransferRecord]:
+        """Settle a request's hold in one transaction with the caller's ``also`` writes:
+        post ``amount`` of the hold (payer -> escrow, the rest released) and pay it out
+        (escrow -> ``payee``, from the escrow shard the hold credited). ``amount == 0`` voids
+        the hold instead. Ids: ``<settlement_id>.post`` and ``.pay`` (or ``.void``)."""
+        _check_id(settlement_id, "settlement_id")
+        if len(settlement_id) > 190:
+            raise _invalid("settlement_id", "at most 190 characters")
+        _check_id(pending_id, "pending_id")
+        if isinstance(amount, bool) or not isinstance(amount, int) or not 0 <= amount <= MAX_AMOUNT_MINUTES:
+            raise _invalid("amount", f"must be an integer from 0 to {MAX_AMOUNT_MINUTES}")
+        parse_account(payee, "payee")
+        pending = self.store.get_transfer(pending_id)
+        if pending is None or pending.op != OP_PENDING:
+            raise NotFound("冻结记录不存在", {"pending_id": pending_id})
+        if pending.credit_account != ESCROW:
+            raise InvalidState("只能结算转入托管账户的冻结", {"pending_id": pending_id})
+        commands: list[Command]
+        if amount == 0:
+            commands = [VoidPending(f"{settlement_id}.void", pending_id, "settled at zero minutes", "release", actor)]
+        else:
+            commands = [
+                PostPending(f"{settlement_id}.post", pending_id, amount, kind, memo, actor),
+                Transfer(f"{settlement_id}.pay", ESCROW, payee, pending.asset, amount, kind, memo, actor,
+                         pending.request_id, debit_shard=pending.credit_shard),
+            ]
+        return self._execute(commands, list(also), {pending_id: pending})
+
+    def execute(self, commands: Iterable[Command], also: Sequence[Any] = ()) -> list[TransferRecord]:
+        """Commit several commands (and ``also``: other domains' writes with
+        ``add_to(transaction)``) in one transaction: all of them or none. With no commands
+        the ``also`` writes alone are committed (a failed condition is ``InvalidState``)."""
+        return self._execute(list(commands), list(also), {})
+
+    # --- reads ---------------------------------------------------------------------------------
+    def get_transfer(self, transfer_id: str) -> TransferRecord | None:
+        _check_id(transfer_id, "transfer_id")
+        return self.store.get_transfer(transfer_id)
+
+    def balances(self, account_id: str) -> dict[str, Totals]:
+        """asset -> totals (sum of shards for a sharded account); assets never touched are absent."""
+        account = parse_account(account_id)
+        if not account.sharded:
+            return self.store.account_balances(account.id)
+        found = self.store.get_balances([(p, a) for p in physical_ids(account, self.shards) for a in ASSET_CODES])
+        out: dict[str, Totals] = {}
+        for (_, asset), totals in found.items():
+            out[asset] = out.get(asset, Totals()) + totals
+        return out
+
+    def account_seen(self, account_id: str) -> bool:
+        account = parse_account(account_id)
+        return self.store.account_seen(account.id, physical_ids(account, self.shards))
+
+    def statement(self, account_id: str, limit: int = 20, cursor: dict[str, Any] | None = None) -> Page:
+        """Transfers debiting or crediting the account, newest first, with their current status."""
+        account = parse_account(account_id)
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 100:
+            raise _invalid("limit", "must be an integer from 1 to 100")
+        before = None
+        if cursor is not None:
+            before = cursor.get("before") if isinstance(cursor, dict) else None
+            if not isinstance(before, str) or not before or len(before) > 300:
+                raise _invalid("cursor", "is not a cursor this API returned")
+        rows = self.store.statement(account.id, before, limit + 1)
+        items = rows[:limit]
+        return Page(items, {"before": items[-1].sort_key} if len(rows) > limit else None)
+
+    def check(self) -> dict[str, Any]:
+        return check_store(self.store, household_cap=self.household_cap)
+
+    # --- execution ------------------------------------------------------------------------------
+    def _execute(self, commands: list[Command], also: list[Any], preloaded: dict[str, TransferRecord]
+                 ) -> list[TransferRecord]:
+        self._validate(commands, also)
+        try:
+            plan, records = self._plan(commands, also, preloaded)
+        except (InvalidState, InsufficientCredits, LimitExceeded, NotFound):
+            # Refused on what the planner read; a replay of a committed batch lands here too
+            # (its hold is no longer pending, its original already reversed).
+            replay = self._replay(commands)
+            if replay is not None:
+                return replay
+            raise
+        try:
+            self.store.commit(plan)
+        except CommitRejected as rejected:
+            return self._diagnose(commands, plan, rejected)
+        return records
+
+    def _validate(self, commands: list[Command], also: list[Any]) -> None:
+        if not commands and not also:
+            raise _invalid("commands", "at least one command or linked write")
+        if len(commands) > MAX_BATCH:
+            raise _invalid("commands", f"at most {MAX_BATCH} commands in one transaction")
+        for command in commands:
+            if not isinstance(command, (Transfer, PostPending, VoidPending, Reverse)):
+                raise _invalid("commands", f"unknown command {type(command).__name__}")
+            _check_id(command.id, "transfer_id")
+        ids = [c.id for c in commands]
+        if len(set(ids)) != len(ids):
+            raise _invalid("transfer_id", "each command of a batch needs its own id")
+        touched: set[str] = set()
+        for command in commands:
+            if isinstance(command, Transfer):  # and Hold
+                self._validate_movement(command)
+            elif isinstance(command, (PostPending, VoidPending)):
+                _check_id(command.pending_id, "pending_id")
+                if isinstance(command, PostPending):
+                    if command.amount is not None:
+                        _check_amount(command.amount)
+                    _check_text(command.memo, "memo", MAX_MEMO)
+                else:
+                    _check_text(command.reason, "reason")
+                _check_text(command.actor, "actor")
+                target = command.pending_id
+            else:  # Reverse
+                _check_id(command.original_id, "original_id")
+                _check_text(command.reason, "reason", required=True)
+                _check_text(command.actor, "actor", required=True)
+                target = command.original_id
+            if not isinstance(command.kind, str) or not _KIND.fullmatch(command.kind):
+                raise _invalid("kind", "must be lower_snake_case, at most 40 characters")
+            if isinstance(command, (PostPending, VoidPending, Reverse)):
+                if target in ids:
+                    raise _invalid("transfer_id", "a batch cannot resolve or reverse a transfer it creates")
+                if target in touched:
+                    raise _invalid("transfer_id", "a batch cannot resolve or reverse one transfer twice")
+                touched.add(target)
+
+    def _validate_movement(self, command: Transfer) -> None:
+        debit = parse_account(command.debit, "debit")
+        credit = parse_account(command.credit, "credit")
+        if debit.id == credit.id:
+            raise _invalid("credit", "must differ from the debit account")
+        if command.asset not in ASSET_CODES:
+            raise _invalid("asset", f"must be one of {', '.join(ASSET_CODES)}")
+        _check_amount(command.amount)
+        _check_text(command.memo, "memo", MAX_MEMO)
+        _check_text(command.actor, "actor")
+        _check_text(command.request_id, "request_id")
+        if not POINT_KINDS[command.asset].transferable:
+            # Earned, never moved: only issued (and corrected by reversal).
+            if command.op != OP_TRANSFER or debit.id != ISSUANCE:
+                raise _invalid("asset", "is not transferable")
+        if command.debit_shard is not None:
+            if not debit.sharded or isinstance(command.debit_shard, bool) or \
+                    not isinstance(command.debit_shard, int) or not 0 <= command.debit_shard < self.shards:
+                raise _invalid("debit_shard", "is not a shard of the debit account")
+
+    # --- planning ---------------------------------------------------------------------------------
+    def _plan(self, commands: list[Command], also: list[Any], preloaded: dict[str, TransferRecord]
+              ) -> tuple[Plan, list[TransferRecord]]:
+        now = clock.now()
+        created_at = clock.isoformat(now)
+        stamp = now.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+        linked = tuple(c.id for c in commands) if len(commands) > 1 else ()
+
+        wanted = [c.pending_id if isinstance(c, (PostPending, VoidPending)) else c.original_id
+                  for c in commands if isinstance(c, (PostPending, VoidPending, Reverse))]
+        missing = [tid for tid in wanted if tid not in preloaded]
+        loaded = dict(preloaded)
+        if missing:
+            loaded.update(self.store.get_transfers(missing))
+
+        plan = Plan(foreign=also)
+        records: list[TransferRecord] = []
+        legs: list[_Leg] = []
+        escrow_shard_posted: dict[str, int] = {}  # asset -> escrow shard a batch's post credited
+
+        for command in commands:
+            common = dict(id=command.id, kind=command.kind, created_at=created_at,
+                          sort_key=f"{stamp}#{command.id}",
+                          content_hash=content_hash(*command.fingerprint()), actor=command.actor, linked=linked)
+            if isinstance(command, Transfer):  # Transfer and Hold
+                debit, credit = parse_account(command.debit), parse_account(command.credit)
+                pinned = command.debit_shard
+                if pinned is None and debit.id == ESCROW:
+                    pinned = escrow_shard_posted.get(command.asset)
+                debit_shard = self._debit_shard(debit, command.asset, command.amount, command.id, pinned)
+                credit_shard = shard_for(command.id, self.shards) if credit.sharded else None
+                pending = command.op == OP_PENDING
+                record = TransferRecord(
+                    op=command.op, debit_account=debit.id, credit_account=credit.id, asset=command.asset,
+                    amount=command.amount, status=PENDING if pending else POSTED, memo=command.memo,
+                    request_id=command.request_id, debit_shard=debit_shard, credit_shard=credit_shard, **common)
+                if pending:
+                    legs.append(_Leg(physical_id(debit.id, debit_shard), debit, command.asset,
+                                     debits_pending=command.amount))
+                    legs.append(_Leg(physical_id(credit.id, credit_shard), credit, command.asset,
+                                     credits_pending=command.amount))
+                else:
+                    legs.append(_Leg(physical_id(debit.id, debit_shard), debit, command.asset,
+                                     debits_posted=command.amount))
+                    legs.append(_Leg(physical_id(credit.id, credit_shard), credit, command.asset,
+                                     credits_posted=command.amount, capped_inflow=True))
+            elif isinstance(command, (PostPending, VoidPending)):
+                held = loaded.get(command.pending_id)
+                if held is None or held.op != OP_PENDING:
+                    raise NotFound("冻结记录不存在", {"pending_id": command.pending_id})
+                if held.status != PENDING:
+                    raise InvalidState("该冻结已结算或已释放", {"pending_id": command.pending_id,
+                                                              "status": held.status})
+                debit, credit = parse_account(held.debit_account), parse_account(held.credit_account)
+                dphys = physical_id(debit.id, held.debit_shard)
+                cphys = physical_id(credit.id, held.credit_shard)
+                if isinstance(command, PostPending):
+                    amount = held.amount if command.amount is None else command.amount
+                    if amount > held.amount:
+                        raise _invalid("amount", f"must not exceed the pending amount {held.amount}")
+                    record = TransferRecord(
+                        op=OP_POST, debit_account=debit.id, credit_account=credit.id, asset=held.asset,
+                        amount=amount, status=POSTED, memo=command.memo, request_id=held.request_id,
+                        debit_shard=held.debit_shard, credit_shard=held.credit_shard,
+                        pending_id=held.id, pending_amount=held.amount, **common)
+                    plan.resolutions.append(Resolution(held.id, command.id, status=POSTED, posted_amount=amount))
+                    legs.append(_Leg(dphys, debit, held.asset, debits_pending=-held.amount, debits_posted=amount))
+                    legs.append(_Leg(cphys, credit, held.asset, credits_pending=-held.amount,
+                                     credits_posted=amount, capped_inflow=True))
+                    if credit.id == ESCROW:
+                        escrow_shard_posted[held.asset] = held.credit_shard  # type: ignore[assignment]
+                else:
+                    record = TransferRecord(
+                        op=OP_VOID, debit_account=debit.id, credit_account=credit.id, asset=held.asset,
+                        amount=held.amount, status=VOIDED, memo=command.reason, reason=command.reason or None,
+                        request_id=held.request_id, debit_shard=held.debit_shard, credit_shard=held.credit_shard,
+                        pending_id=held.id, pending_amount=held.amount, **common)
+                    plan.resolutions.append(Resolution(held.id, command.id, status=VOIDED))
+                    legs.append(_Leg(dphys, debit, held.asset, debits_pending=-held.amount))
+                    legs.append(_Leg(cphys, credit, held.asset, credits_pending=-held.amount))
+            else:  # Reverse
+                original = loaded.get(command.original_id)
+                if original is None:
+                    raise NotFound("原转账不存在", {"original_id": command.original_id})
+                if original.op not in POSTED_OPS or original.status != POSTED:
+                    raise InvalidState("只能冲正已入账的转账；冻结请释放", {"original_id": original.id})
+                if original.reversed_by is not None:
+                    raise InvalidState("该转账已冲正", {"original_id": original.id,
+                                                     "reversed_by": original.reversed_by})
+                debit = parse_account(original.credit_account)
+                credit = parse_account(original.debit_account)
+                debit_shard = self._debit_shard(debit, original.asset, original.amount, command.id,
+                                                None, preferred=original.credit_shard)
+                credit_shard = original.debit_shard
+                record = TransferRecord(
+                    op=OP_REVERSAL, debit_account=debit.id, credit_account=credit.id, asset=original.asset,
+                    amount=original.amount, status=POSTED, memo=command.reason, reason=command.reason,
+                    request_id=original.request_id, debit_shard=debit_shard, credit_shard=credit_shard,
+                    reversal_of=original.id, **common)
+                plan.resolutions.append(Resolution(original.id, command.id, reversal=True))
+                legs.append(_Leg(physical_id(debit.id, debit_shard), debit, original.asset,
+                                 debits_posted=original.amount))
+                legs.append(_Leg(physical_id(credit.id, credit_shard), credit, original.asset,
+                                 credits_posted=original.amount))
+            plan.puts.append(record)
+            records.append(record)
+
+        plan.balances = self._merge(legs)
+        return plan, records
+
+    def _debit_shard(self, account: Account, asset: str, amount: int, transfer_id: str,
+                     pinned: int | None, preferred: int | None = None) -> int | None:
+        if not account.sharded:
+            return None
+        if pinned is not None:
+            return pinned
+        first = preferred if preferred is not None and preferred < self.shards else shard_for(transfer_id, self.shards)
+        if not account.limited:
+            return first
+        # A limited sharded account (pool) pays from one shard that holds enough. The read only
+        # picks the shard; the commit's condition is what guarantees it still holds enough.
+        keys = [(physical_id(account.id, shard), asset) for shard in range(self.shards)]
+        found = self.store.get_balances(keys)
+        available = [found.get(key, Totals()).available for key in keys]
+        if available[first] >= amount:
+            return first
+        best = max(range(self.shards), key=lambda shard: available[shard])
+        if available[best] >= amount:
+            return best
+        raise InsufficientCredits(details={"account": account.id, "asset": asset,
+                                           "reason": "no single shard holds the amount"
+                                           if sum(available) >= amount else "insufficient"})
+
+    def _merge(self, legs: list[_Leg]) -> list[BalanceChange]:
+        """One update per balance item (a transaction may touch an item once), with the
+        condition that reproduces applying the legs one after the other."""
+        grouped: dict[tuple[str, str], list[_Leg]] = defaultdict(list)
+        for leg in legs:
+            grouped[(leg.physical, leg.asset)].append(leg)
+        changes = []
+        for (physical, asset), item_legs in grouped.items():
+            account = item_legs[0].account
+            change = BalanceChange(physical, asset)
+            running = lowest = 0
+            for leg in item_legs:
+                change.debits_posted += leg.debits_posted
+                change.credits_posted += leg.credits_posted
+                change.debits_pending += leg.debits_pending
+                change.credits_pending += leg.credits_pending
+                running += leg.available_delta
+                lowest = min(lowest, running)
+            if account.limited and lowest < 0:
+                change.min_available = -lowest
+            net = change.available_delta
+            if (self.household_cap > 0 and account.kind == HOUSEHOLD and asset == DEFAULT_ASSET and net > 0
+                    and any(leg.capped_inflow for leg in item_legs)):
+                if net > self.household_cap:
+                    raise LimitExceeded("超出家庭账户余额上限", {"account": account.id, "cap": self.household_cap})
+                change.max_available = self.household_cap - net
+            if change.has_deltas or change.has_condition:
+                changes.append(change)
+        return changes
+
+    # --- after a refusal -------------------------------------------------------------------------------
+    def _replay(self, commands: list[Command]) -> list[TransferRecord] | None:
+        """The stored transfers if this exact batch was committed before; None if none of its
+        ids exist; ``IdempotencyMismatch`` if an id exists with other content."""
+        ids = [c.id for c in commands]
+        stored = self.store.get_transfers(ids)
+        if not stored:
+            return None
+        linked = tuple(ids) if len(ids) > 1 else ()
+        for command in commands:
+            record = stored.get(command.id)
+            if record is None or record.content_hash != content_hash(*command.fingerprint()) \
+                    or record.linked != linked:
+                raise IdempotencyMismatch(details={"transfer_id": command.id})
+        return [stored[i] for i in ids]
+
+    def _diagnose(self, commands: list[Command], plan: Plan, rejected: CommitRejected) -> list[TransferRecord]:
+        failed = rejected.failed
+        if not failed or any(isinstance(f, TransferRecord) for f in failed):
+            replay = self._replay(commands)
+            if replay is not None:
+                return replay
+        for element in failed:
+            if isinstance(element, Resolution):
+                if element.reversal:
+                    raise InvalidState("该转账已冲正", {"original_id": element.transfer_id})
+                raise InvalidState("该冻结已结算或已释放", {"pending_id": element.transfer_id})
+        for element in failed:
+            if not isinstance(element, (TransferRecord, Resolution, BalanceChange)):
+                raise InvalidState(details={"reason": "a linked write's condition failed"})
+        for element in failed:
+            if isinstance(element, BalanceChange):
+                raise self._balance_refusal(element)
+        raise Conflict("账本并发冲突，请重试", {"reason": rejected.detail or "transaction cancelled"})
+
+    def _balance_refusal(self, change: BalanceChange) -> TimebankError:
+        details = {"account": logical_id(change.physical), "asset": change.asset}
+        if change.max_available is None:
+            return InsufficientCredits(details=details)
+        if change.min_available is None:
+            return LimitExceeded("超出家庭账户余额上限", {**details, "cap": self.household_cap})
+        current = self.store.get_balances([(change.physical, change.asset)]).get(
+            (change.physical, change.asset), Totals())
+        if current.available < change.min_available:
+            return InsufficientCredits(details=details)
+        return LimitExceeded("超出家庭账户余额上限", {**details, "cap": self.household_cap})

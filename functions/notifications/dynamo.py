@@ -16,34 +16,25 @@ from typing import Any, Callable, Iterable, Mapping
 
 from pynamodb.attributes import NumberAttribute, UnicodeAttribute
 from pynamodb.exceptions import DeleteError, PutError, UpdateError
-from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.indexes import GlobalSecondaryIndex
 from pynamodb.models import Model
 
+from functions.adapters.dynamo import (checked_cursor, condition_failed as _condition_failed, epoch as _epoch,
+                                       index_meta, make_meta, table)
 from functions.core import clock
-from functions.core.errors import ValidationError
 from functions.core.ids import new_id
-from functions.core.storage import make_meta, table
-from functions.notifications.notifier import SendResult, SendStatus
-from functions.notifications.service import SENDING, Consent, Delivery
-from functions.notifications.templates import TemplateRegistry, wechat_data
+from functions.notifications.model import (SENDING, Consent, Delivery, SendResult, SendStatus, TemplateRegistry,
+                                           wechat_data)
 
 DELIVERY_RETENTION_DAYS = 180
 OUTBOX_RETENTION_DAYS = 30
 OUTBOX_PARTITION = "outbox"
 
 
-def _condition_failed(error: Exception) -> bool:
-    return getattr(error, "cause_response_code", None) == "ConditionalCheckFailedException"
-
-
-def _epoch(at: datetime) -> int:
-    return int(at.timestamp())
-
-
 # --- consents ----------------------------------------------------------------------------------
 
 @table
-class ConsentRecord(Model):
+class ConsentItem(Model):
     Meta = make_meta("notification-consents")
     openid = UnicodeAttribute(hash_key=True)
     template = UnicodeAttribute(range_key=True)
@@ -54,32 +45,32 @@ class ConsentRecord(Model):
     updated_at = UnicodeAttribute(null=True)
 
 
-def _consent(record: ConsentRecord) -> Consent:
+def _consent(record: ConsentItem) -> Consent:
     return Consent(template=record.template, available=int(record.available or 0),
                    accepted_total=int(record.accepted_total or 0), refused_total=int(record.refused_total or 0),
                    updated_at=clock.parse_iso(record.updated_at) if record.updated_at else None)
 
 
 class DynamoConsentStore:
-    def _update(self, openid: str, template: str, actions: list, condition: Any = None) -> ConsentRecord:
-        record = ConsentRecord(openid, template)
+    def _update(self, openid: str, template: str, actions: list, condition: Any = None) -> ConsentItem:
+        record = ConsentItem(openid, template)
         record.update(actions=actions, condition=condition)  # an UpdateItem creates a missing item
         return record
 
     def grant(self, openid: str, template: str, at: datetime) -> Consent:
         return _consent(self._update(openid, template, [
-            ConsentRecord.available.add(1), ConsentRecord.accepted_total.add(1),
-            ConsentRecord.updated_at.set(clock.isoformat(at))]))
+            ConsentItem.available.add(1), ConsentItem.accepted_total.add(1),
+            ConsentItem.updated_at.set(clock.isoformat(at))]))
 
     def refuse(self, openid: str, template: str, at: datetime) -> Consent:
         return _consent(self._update(openid, template, [
-            ConsentRecord.refused_total.add(1), ConsentRecord.updated_at.set(clock.isoformat(at))]))
+            ConsentItem.refused_total.add(1), ConsentItem.updated_at.set(clock.isoformat(at))]))
 
     def consume(self, openid: str, template: str, at: datetime) -> bool:
         try:
             self._update(openid, template, [
-                ConsentRecord.available.add(-1), ConsentRecord.consumed_total.add(1),
-                ConsentRecord.updated_at.set(clock.isoformat(at))], condition=ConsentRecord.available > 0)
+                ConsentItem.available.add(-1), ConsentItem.consumed_total.add(1),
+                ConsentItem.updated_at.set(clock.isoformat(at))], condition=ConsentItem.available > 0)
         except UpdateError as error:
             if _condition_failed(error):
                 return False
@@ -87,20 +78,20 @@ class DynamoConsentStore:
         return True
 
     def give_back(self, openid: str, template: str) -> None:
-        self._update(openid, template, [ConsentRecord.available.add(1), ConsentRecord.consumed_total.add(-1)])
+        self._update(openid, template, [ConsentItem.available.add(1), ConsentItem.consumed_total.add(-1)])
 
     def exhaust(self, openid: str, template: str, at: datetime) -> None:
-        self._update(openid, template, [ConsentRecord.available.set(0),
-                                        ConsentRecord.updated_at.set(clock.isoformat(at))])
+        self._update(openid, template, [ConsentItem.available.set(0),
+                                        ConsentItem.updated_at.set(clock.isoformat(at))])
 
     def of(self, openid: str) -> dict[str, Consent]:
-        return {r.template: _consent(r) for r in ConsentRecord.query(openid, consistent_read=True)}
+        return {r.template: _consent(r) for r in ConsentItem.query(openid, consistent_read=True)}
 
 
 # --- deliveries --------------------------------------------------------------------------------
 
 @table
-class DeliveryRecord(Model):
+class DeliveryItem(Model):
     Meta = make_meta("notification-deliveries", ttl_attribute="expires_at")
     delivery_key = UnicodeAttribute(hash_key=True)
     template = UnicodeAttribute()
@@ -116,12 +107,12 @@ class DeliveryRecord(Model):
 class DynamoDeliveryStore:
     def claim(self, delivery: Delivery) -> bool:
         at = clock.isoformat(delivery.created_at)
-        record = DeliveryRecord(
+        record = DeliveryItem(
             delivery.key, template=delivery.template, recipient_id=delivery.recipient_id,
             request_id=delivery.request_id, status=SENDING, created_at=at, updated_at=at,
             expires_at=_epoch(delivery.created_at + timedelta(days=DELIVERY_RETENTION_DAYS)))
         try:
-            record.save(condition=DeliveryRecord.delivery_key.does_not_exist())
+            record.save(condition=DeliveryItem.delivery_key.does_not_exist())
         except PutError as error:
             if _condition_failed(error):
                 return False
@@ -129,14 +120,14 @@ class DynamoDeliveryStore:
         return True
 
     def finish(self, key: str, status: str, errcode: int | None, at: datetime) -> None:
-        actions = [DeliveryRecord.status.set(status), DeliveryRecord.updated_at.set(clock.isoformat(at))]
+        actions = [DeliveryItem.status.set(status), DeliveryItem.updated_at.set(clock.isoformat(at))]
         if errcode is not None:
-            actions.append(DeliveryRecord.errcode.set(errcode))
-        DeliveryRecord(key).update(actions=actions, condition=DeliveryRecord.delivery_key.exists())
+            actions.append(DeliveryItem.errcode.set(errcode))
+        DeliveryItem(key).update(actions=actions, condition=DeliveryItem.delivery_key.exists())
 
     def release(self, key: str) -> None:
         try:
-            DeliveryRecord(key).delete(condition=DeliveryRecord.status == SENDING)
+            DeliveryItem(key).delete(condition=DeliveryItem.status == SENDING)
         except DeleteError as error:
             if not _condition_failed(error):
                 raise
@@ -145,12 +136,12 @@ class DynamoDeliveryStore:
         wanted = sorted(set(keys))
         if not wanted:
             return set()
-        return {r.delivery_key for r in DeliveryRecord.batch_get(wanted, attributes_to_get=["delivery_key"])}
+        return {r.delivery_key for r in DeliveryItem.batch_get(wanted, attributes_to_get=["delivery_key"])}
 
     def get(self, key: str) -> Delivery | None:
         try:
-            record = DeliveryRecord.get(key, consistent_read=True)
-        except DeliveryRecord.DoesNotExist:
+            record = DeliveryItem.get(key, consistent_read=True)
+        except DeliveryItem.DoesNotExist:
             return None
         return Delivery(key=record.delivery_key, template=record.template, recipient_id=record.recipient_id,
                         request_id=record.request_id, created_at=clock.parse_iso(record.created_at),
@@ -159,16 +150,14 @@ class DynamoDeliveryStore:
 
 # --- the local outbox --------------------------------------------------------------------------
 
-class _OutboxByRecipient(GlobalSecondaryIndex):
-    class Meta:
-        index_name = "by_recipient"
-        projection = AllProjection()
+class OutboxMessageByRecipient(GlobalSecondaryIndex):
+    Meta = index_meta("by-recipient")
     openid = UnicodeAttribute(hash_key=True)
     seq = UnicodeAttribute(range_key=True)
 
 
 @table
-class OutboxRecord(Model):
+class OutboxMessageItem(Model):
     Meta = make_meta("outbox", ttl_attribute="expires_at")
     box = UnicodeAttribute(hash_key=True)
     seq = UnicodeAttribute(range_key=True)  # increasing: newest first is a reverse Query
@@ -182,7 +171,7 @@ class OutboxRecord(Model):
     created_at = UnicodeAttribute()
     expires_at = NumberAttribute()
 
-    by_recipient = _OutboxByRecipient()
+    by_recipient = OutboxMessageByRecipient()
 
 
 _seq_lock = threading.Lock()
@@ -210,7 +199,7 @@ class OutboxNotifier:
             return SendResult(SendStatus.FAILED)
         now = self._now()
         message_id = new_id("msg")
-        OutboxRecord(OUTBOX_PARTITION, _next_seq(), message_id=message_id, openid=openid, template=template,
+        OutboxMessageItem(OUTBOX_PARTITION, _next_seq(), message_id=message_id, openid=openid, template=template,
                      template_id=config.template_id,
                      data=json.dumps(dict(data), ensure_ascii=False),
                      wechat_data=json.dumps(wechat_data(config, data), ensure_ascii=False), page=page,
@@ -219,16 +208,12 @@ class OutboxNotifier:
         return SendResult(SendStatus.SENT, message_id=message_id)
 
 
-def checked_cursor(cursor: dict[str, Any] | None, key_names: Iterable[str]) -> dict[str, Any] | None:
-    """A cursor is DynamoDB's last evaluated key; refuse anything else before it reaches a Query
-    (where it would be a 500, not the caller's 400)."""
-    if cursor is None:
-        return None
-    names = set(key_names)
-    if set(cursor) != names or not all(isinstance(v, dict) and set(v) == {"S"} and isinstance(v["S"], str)
-                                       for v in cursor.values()):
-        raise ValidationError(details={"fields": {"cursor": "is not a cursor this API returned"}})
-    return cursor
+class DynamoOutboxReader:
+    """What the local stages "sent", newest first (``GET /v1/admin/outbox``)."""
+
+    def page(self, limit: int, cursor: dict[str, Any] | None,
+             openid: str | None = None) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+        return outbox_page(limit, cursor, openid)
 
 
 def outbox_page(limit: int, cursor: dict[str, Any] | None,
@@ -238,10 +223,10 @@ def outbox_page(limit: int, cursor: dict[str, Any] | None,
     else:
         cursor = checked_cursor(cursor, ("box", "seq"))
     if openid:
-        query = OutboxRecord.by_recipient.query(openid, scan_index_forward=False, limit=limit,
+        query = OutboxMessageItem.by_recipient.query(openid, scan_index_forward=False, limit=limit,
                                                 last_evaluated_key=cursor)
     else:
-        query = OutboxRecord.query(OUTBOX_PARTITION, scan_index_forward=False, limit=limit,
+        query = OutboxMessageItem.query(OUTBOX_PARTITION, scan_index_forward=False, limit=limit,
                                    last_evaluated_key=cursor)
     items = [{"id": r.message_id, "openid": r.openid, "template": r.template, "template_id": r.template_id,
               "data": json.loads(r.data), "wechat_data": json.loads(r.wechat_data), "page": r.page,

@@ -13,27 +13,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Callable, Iterable, Protocol
+from typing import Callable
 
 from functions.core import clock
 from functions.core.observability import logger
-from functions.notifications.service import DeliveryOutcome, NotificationService
-from functions.notifications.templates import REMINDER
-from functions.requests import lifecycle as lc
-from functions.requests.lifecycle import ServiceRequest
+from functions.notifications.model import REMINDER, DeliveryOutcome
+from functions.notifications.ports import Contacts, UpcomingServices
+from functions.notifications.service import NotificationService
+from functions.requests import model as lc
+from functions.requests.model import ServiceRequest
 
 DEFAULT_LEAD = timedelta(minutes=60)
 DETAIL_PAGE = "pages/requests/detail?id={request_id}"
 REQUESTER, VOLUNTEER = "requester", "volunteer"
 NOTES = {REQUESTER: "您发布的需求即将开始服务", VOLUNTEER: "您接下的服务即将开始，请准时到达"}
-
-
-class UpcomingServices(Protocol):
-    def starting_between(self, start: datetime, end: datetime) -> Iterable[ServiceRequest]: ...
-
-
-class Contacts(Protocol):
-    def openid_of(self, resident_id: str, household_id: str | None) -> str | None: ...
 
 
 @dataclass(frozen=True)

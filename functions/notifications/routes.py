@@ -1,48 +1,48 @@
-"""Notifications HTTP entrypoints: subscribe-message consents and the local outbox."""
+"""Notifications entrypoints: subscribe-message consents, the local outbox, and the reminders
+schedule."""
 from __future__ import annotations
 
 from typing import Any
 
-from chalice import Blueprint
+from chalice import Blueprint, Rate
 
-from functions.core import clock
-from functions.core.validation import Bool, Str
+from functions import bootstrap
+from functions.core.validation import Bool, Schema, Str
 from functions.core.web import Auth, RequestContext, page_body, route
-from functions.notifications.dynamo import outbox_page
-from functions.notifications.service import Consent
-from functions.notifications.templates import TEMPLATES
-from functions.notifications.wiring import get_notification_service, get_templates
+from functions.notifications.model import TEMPLATES
+from functions.notifications.views import consent_view
 
 notifications_bp = Blueprint(__name__)
 
-
-def consent_view(consent: Consent) -> dict[str, Any]:
-    config = get_templates().get(consent.template)
-    return {"template": consent.template, "template_id": config.template_id if config else None,
-            "available": consent.available, "accepted_total": consent.accepted_total,
-            "refused_total": consent.refused_total,
-            "updated_at": clock.isoformat(consent.updated_at) if consent.updated_at else None}
+CONSENT = Schema({"template": Str(max_len=32, choices=TEMPLATES, label="消息模板"),
+                  "accepted": Bool(label="是否同意")}, name="ConsentAnswer")
+OUTBOX_QUERY = Schema({"openid": Str(max_len=128, required=False, label="openid")})
 
 
-@route(notifications_bp, "/v1/notifications/consents", methods=["POST"], auth=Auth.LOGIN)
+@route(notifications_bp, "/v1/notifications/consents", methods=["POST"], auth=Auth.LOGIN, body=CONSENT,
+       response="Consent")
 def record_consent(ctx: RequestContext) -> dict:
     """What ``wx.requestSubscribeMessage`` answered for one template: accept adds one message."""
-    body = ctx.body({"template": Str(max_len=32, choices=TEMPLATES), "accepted": Bool()})
-    consent = get_notification_service().record_consent(ctx.caller.openid, body["template"], body["accepted"])
-    return consent_view(consent)
+    consent = bootstrap.notifications().record_consent(ctx.caller.openid, ctx.data["template"], ctx.data["accepted"])
+    return consent_view(consent, bootstrap.templates())
 
 
-@route(notifications_bp, "/v1/notifications/consents", auth=Auth.LOGIN)
+@route(notifications_bp, "/v1/notifications/consents", auth=Auth.LOGIN, response="ConsentList")
 def list_consents(ctx: RequestContext) -> dict:
     """Every template with its WeChat template id (to ask consent for) and the messages left."""
-    return {"items": [consent_view(c) for c in get_notification_service().consents_of(ctx.caller.openid)]}
+    templates = bootstrap.templates()
+    return {"items": [consent_view(c, templates) for c in bootstrap.notifications().consents_of(ctx.caller.openid)]}
 
 
-@route(notifications_bp, "/v1/admin/outbox", auth=Auth.ADMIN)
+@route(notifications_bp, "/v1/admin/outbox", auth=Auth.ADMIN, query=OUTBOX_QUERY, paged=True,
+       response="OutboxMessage", admin_action="outbox.list")
 def outbox(ctx: RequestContext) -> dict:
     """Messages the local stages "sent", newest first (deployed stages send to WeChat instead)."""
-    query = ctx.query({"openid": Str(max_len=128, required=False), "limit": Str(max_len=3, required=False),
-                       "cursor": Str(max_len=2000, required=False)})
-    limit, cursor = ctx.page()
-    items, last_key = outbox_page(limit, cursor, query.get("openid"))
+    items, last_key = bootstrap.outbox_reader().page(ctx.limit, ctx.cursor, ctx.params.get("openid"))
     return page_body(items, last_key)
+
+
+@notifications_bp.schedule(Rate(5, unit=Rate.MINUTES), name="send-reminders")
+def send_reminders(event: Any) -> dict:
+    """One reminder per participant of each accepted service starting within the lead time."""
+    return bootstrap.reminders().run()

@@ -15,76 +15,15 @@ the caller's retry sends it.
 """
 from __future__ import annotations
 
-import enum
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Callable, Iterable, Mapping, Protocol
+from typing import Callable, Iterable, Mapping
 
 from functions.core import clock
-from functions.core.errors import ValidationError
 from functions.core.observability import logger
-from functions.notifications.notifier import Notifier, SendStatus
-from functions.notifications.templates import TEMPLATES
-
-# Delivery statuses as stored.
-SENDING, SENT, SKIPPED, REFUSED, FAILED = "sending", "sent", "skipped", "refused", "failed"
-
-
-class DeliveryOutcome(enum.Enum):
-    SENT = "sent"
-    SKIPPED = "skipped"        # no consent left for this template: not sent, recorded
-    REFUSED = "refused"        # WeChat said 43101: consent recorded as used up
-    FAILED = "failed"          # permanent failure, recorded
-    RETRY = "retry"            # transient failure: claim released, consent given back
-    DUPLICATE = "duplicate"    # this delivery key was claimed before: nothing done
-
-
-@dataclass(frozen=True)
-class Consent:
-    template: str
-    available: int = 0
-    accepted_total: int = 0
-    refused_total: int = 0
-    updated_at: datetime | None = None
-
-
-@dataclass(frozen=True)
-class Delivery:
-    key: str
-    template: str
-    recipient_id: str           # a resident id (never the openid: this is what we record)
-    request_id: str | None
-    created_at: datetime
-    status: str = SENDING
-    errcode: int | None = None
-
-
-class ConsentStore(Protocol):
-    def grant(self, openid: str, template: str, at: datetime) -> Consent: ...
-
-    def refuse(self, openid: str, template: str, at: datetime) -> Consent: ...
-
-    def consume(self, openid: str, template: str, at: datetime) -> bool:
-        """Take one consent if any is left (atomically); False when none is."""
-
-    def give_back(self, openid: str, template: str) -> None: ...
-
-    def exhaust(self, openid: str, template: str, at: datetime) -> None: ...
-
-    def of(self, openid: str) -> dict[str, Consent]: ...
-
-
-class DeliveryStore(Protocol):
-    def claim(self, delivery: Delivery) -> bool:
-        """Record the delivery as ``sending`` unless its key exists; False when it does."""
-
-    def finish(self, key: str, status: str, errcode: int | None, at: datetime) -> None: ...
-
-    def release(self, key: str) -> None:
-        """Forget a claim still ``sending`` (a transient failure: the next attempt may claim it)."""
-
-    def claimed(self, keys: Iterable[str]) -> set[str]:
-        """Which of ``keys`` were claimed (one batch read: schedules check before writing)."""
+from functions.core.validation import field_error
+from functions.notifications.model import (FAILED, REFUSED, SENT, SKIPPED, TEMPLATES, Consent, Delivery,
+                                           DeliveryOutcome, SendStatus)
+from functions.notifications.ports import ConsentStore, DeliveryStore, Notifier
 
 
 class NotificationService:
@@ -142,4 +81,4 @@ class NotificationService:
 
 def check_template(template: str) -> None:
     if template not in TEMPLATES:
-        raise ValidationError(details={"fields": {"template": f"must be one of {', '.join(TEMPLATES)}"}})
+        raise field_error("template", f"须为以下之一：{'、'.join(TEMPLATES)}")

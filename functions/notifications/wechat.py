@@ -1,6 +1,6 @@
 """WeChat subscribe messages (订阅消息) over HTTPS with urllib.
 
-- Access token from ``cgi-bin/stable_token`` with the app id/secret from SSM (``core.secrets``),
+- Access token from ``cgi-bin/stable_token`` with the app id/secret from SSM (``adapters.secrets``),
   cached until shortly before it expires. ``stable_token`` (unlike ``cgi-bin/token``) does not
   invalidate the token other processes hold, so concurrent Lambdas don't knock each other out.
 - ``cgi-bin/message/subscribe/send`` errcodes: 43101 (refused / consent used up) → REFUSED, no
@@ -21,9 +21,8 @@ import urllib.request
 from typing import Any, Callable, Mapping
 
 from functions.core.observability import logger
-from functions.core.secrets import SecretNotConfigured
-from functions.notifications.notifier import SendResult, SendStatus
-from functions.notifications.templates import TemplateRegistry, wechat_data
+from functions.adapters.secrets import SecretNotConfigured
+from functions.notifications.model import SendResult, SendStatus, TemplateRegistry, wechat_data
 
 TIMEOUT_SECONDS = 5.0
 MAX_RESPONSE_BYTES = 64 * 1024

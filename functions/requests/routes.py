@@ -1,148 +1,172 @@
-"""Requests HTTP entrypoints: categories and the order lifecycle of API.md."""
+"""Requests entrypoints: categories and the order lifecycle of API.md, and the lifecycle's
+schedules (expiry, auto-confirmation)."""
 from __future__ import annotations
 
 from typing import Any
 
-from chalice import Blueprint
+from chalice import Blueprint, Rate
 
-from functions.core import clock
-from functions.core.errors import ValidationError
-from functions.core.validation import Int, Str, Timestamp
+from functions import bootstrap
+from functions.core.errors import Conflict, Forbidden, InsufficientCredits, InvalidState, LimitExceeded, NotFound
+from functions.core.validation import Int, Schema, Str, Timestamp
 from functions.core.web import Auth, RequestContext, page_body, route
-from functions.requests.catalog import get_catalog
-from functions.requests.lifecycle import MAX_SERVICE_MINUTES, ServiceRequest
+from functions.requests.model import (CATEGORY_CHANGES, MAX_SERVICE_MINUTES, AlreadyAccepted, EvidenceRequired,
+                                      InsurancePending, OwnRequest)
 from functions.requests.service import NewRequest
-from functions.requests.wiring import get_request_service
+from functions.requests.views import category_view, request_view
 
 requests_bp = Blueprint(__name__)
 
-REASON = Str(max_len=500)
-EVIDENCE_KEY = Str(max_len=200, required=False)
+CATEGORY = Str(max_len=32, label="服务类别")
+# Raised by safety's evidence check behind the EvidenceUploads port (documented here by code).
+EVIDENCE_REFUSALS = ((422, "EVIDENCE_NOT_UPLOADED"), (422, "EVIDENCE_TOO_LARGE"), (422, "EVIDENCE_WRONG_TYPE"))
+REASON = Schema({"reason": Str(max_len=500, label="原因")}, name="Reason")
+EVIDENCE_KEY = Str(max_len=200, required=False, label="影像")
 
-
-def present(request: ServiceRequest) -> dict[str, Any]:
-    """The request as residents see it; evidence keys stay private (links come from /evidence)."""
-    def iso(value):
-        return clock.isoformat(value) if value else None
-
-    return {
-        "id": request.id, "status": request.status, "category": request.category,
-        "title": request.title, "description": request.description,
-        "start_at": iso(request.start_at), "duration_minutes": request.duration_minutes,
-        "requester_id": request.requester_id, "household_id": request.household_id,
-        "beneficiary_member_id": request.beneficiary_member_id,
-        "volunteer_id": request.volunteer_id, "credits_held": request.credits_held,
-        "credits_paid": request.credits_paid, "created_at": iso(request.created_at),
-        "accepted_at": iso(request.accepted_at), "checked_in_at": iso(request.checked_in_at),
-        "completed_at": iso(request.completed_at), "completed_minutes": request.completed_minutes,
-        "settled_at": iso(request.settled_at), "rating": request.rating,
-        "evidence_count": len(request.evidence_keys), "reason": request.reason,
-    }
+NEW_REQUEST = Schema({
+    "category": CATEGORY,
+    "title": Str(max_len=60, label="标题"),
+    "description": Str(max_len=1000, min_len=0, label="描述"),
+    "start_at": Timestamp(label="服务时间"),
+    "duration_minutes": Int(min=1, max=MAX_SERVICE_MINUTES, label="服务时长"),
+    "beneficiary_member_id": Str(max_len=64, required=False, label="受助人"),
+    "from": Str(choices=("household", "resident"), required=False, label="付款账户"),
+}, name="NewServiceRequest", example={"category": "tutoring", "title": "辅导三年级数学",
+                                      "description": "周末两小时，在我家", "start_at": "2026-12-05T09:00:00+08:00",
+                                      "duration_minutes": 120})
+CHECK_IN = Schema({"evidence_key": EVIDENCE_KEY}, name="CheckIn")
+COMPLETE = Schema({"minutes": Int(min=1, max=MAX_SERVICE_MINUTES, label="服务分钟"), "evidence_key": EVIDENCE_KEY},
+                  name="Completion")
+CONFIRM = Schema({"rating": Int(min=1, max=5, required=False, label="评分"),
+                  "comment": Str(max_len=500, required=False, label="评价")}, name="Confirmation")
+RESOLVE = Schema({"outcome": Str(choices=("pay", "refund"), label="处理结果"),
+                  "minutes": Int(min=0, max=MAX_SERVICE_MINUTES, required=False, label="认定分钟"),
+                  "reason": Str(max_len=500, label="原因")}, name="Resolution")
+FEED_QUERY = Schema({"status": Str(choices=("open",), required=False, label="状态"),
+                     "category": Str(max_len=32, required=False, label="服务类别")})
+MINE_QUERY = Schema({"role": Str(choices=("requester", "volunteer"), required=False, label="身份")})
 
 
 # --- categories ---------------------------------------------------------------------------
 
-@route(requests_bp, "/v1/categories", auth=Auth.LOGIN)
+@route(requests_bp, "/v1/categories", auth=Auth.LOGIN, response="CategoryList")
 def list_categories(ctx: RequestContext) -> dict:
-    return {"items": [c.to_dict() for c in get_catalog().all()]}
+    """The 6+X categories with their tariffs."""
+    return {"items": [category_view(c) for c in bootstrap.catalog().all()]}
 
 
-@route(requests_bp, "/v1/admin/categories/{category_id}", methods=["PUT"], auth=Auth.ADMIN)
+@route(requests_bp, "/v1/admin/categories/{category_id}", methods=["PUT"], auth=Auth.ADMIN,
+       path_params={"category_id": Str(max_len=32)}, body=CATEGORY_CHANGES, errors=(NotFound,),
+       response="Category", admin_action="category.update")
 def update_category(ctx: RequestContext, category_id: str) -> dict:
-    changes = ctx.json()
-    if not isinstance(changes, dict):
-        raise ValidationError(details={"fields": {"body": "must be a JSON object"}})
-    return get_catalog().update(category_id, changes, actor=ctx.caller.openid).to_dict()
+    """Change a category's tariff; only the fields given change."""
+    return category_view(bootstrap.catalog().update(category_id, ctx.data, actor=ctx.caller.openid))
 
 
 # --- requests -----------------------------------------------------------------------------
 
-@route(requests_bp, "/v1/requests", methods=["POST"], auth=Auth.VERIFIED, status=201)
+@route(requests_bp, "/v1/requests", methods=["POST"], auth=Auth.VERIFIED, status=201, body=NEW_REQUEST,
+       idempotency="required", response="ServiceRequest",
+       errors=(NotFound, Conflict, InsufficientCredits))
 def post_request(ctx: RequestContext) -> dict:
-    key = ctx.idempotency_key()
-    body = ctx.body({
-        "category": Str(max_len=32),
-        "title": Str(max_len=60),
-        "description": Str(max_len=1000, min_len=0),
-        "start_at": Timestamp(),
-        "duration_minutes": Int(min=1, max=MAX_SERVICE_MINUTES),
-        "beneficiary_member_id": Str(max_len=64, required=False),
-        "from": Str(choices=("household", "resident"), required=False),
-    })
+    """Post a need; the hold is taken from the household (or, with from = resident, the personal) account."""
+    body = ctx.data
     new = NewRequest(category=body["category"], title=body["title"], description=body["description"],
                      start_at=body["start_at"], duration_minutes=body["duration_minutes"],
                      beneficiary_member_id=body.get("beneficiary_member_id"),
                      pay_from_resident=body.get("from") == "resident")
-    return present(get_request_service().post(ctx.caller, new, key))
+    return request_view(bootstrap.requests().post(ctx.caller, new, ctx.key))
 
 
-@route(requests_bp, "/v1/requests", auth=Auth.VERIFIED)
+@route(requests_bp, "/v1/requests", auth=Auth.VERIFIED, query=FEED_QUERY, paged=True, errors=(NotFound,),
+       response="ServiceRequest")
 def feed(ctx: RequestContext) -> dict:
-    query = ctx.query({"status": Str(choices=("open",), required=False),
-                       "category": Str(max_len=32, required=False),
-                       "limit": Str(max_len=3, required=False), "cursor": Str(max_len=2000, required=False)})
-    limit, cursor = ctx.page()
-    items, last_key = get_request_service().feed(ctx.caller, query.get("category"), limit, cursor)
-    return page_body([present(r) for r in items], last_key)
+    """Open needs, newest first, without the caller's own household's."""
+    items, last_key = bootstrap.requests().feed(ctx.caller, ctx.params.get("category"), ctx.limit, ctx.cursor)
+    return page_body([request_view(r) for r in items], last_key)
 
 
-@route(requests_bp, "/v1/requests/mine", auth=Auth.VERIFIED)
+@route(requests_bp, "/v1/requests/mine", auth=Auth.VERIFIED, query=MINE_QUERY, paged=True,
+       response="ServiceRequest")
 def my_requests(ctx: RequestContext) -> dict:
-    query = ctx.query({"role": Str(choices=("requester", "volunteer"), required=False),
-                       "limit": Str(max_len=3, required=False), "cursor": Str(max_len=2000, required=False)})
-    limit, cursor = ctx.page()
-    store = get_request_service().store
-    if query.get("role") == "volunteer":
-        items, last_key = store.by_volunteer(ctx.caller.resident_id, limit, cursor)
+    """The household's requests (role=requester) or the caller's services (role=volunteer)."""
+    store = bootstrap.request_store()
+    if ctx.params.get("role") == "volunteer":
+        items, last_key = store.by_volunteer(ctx.caller.resident_id, ctx.limit, ctx.cursor)
     else:
-        items, last_key = store.by_household(ctx.caller.household_id, limit, cursor)
-    return page_body([present(r) for r in items], last_key)
+        items, last_key = store.by_household(ctx.caller.household_id, ctx.limit, ctx.cursor)
+    return page_body([request_view(r) for r in items], last_key)
 
 
-@route(requests_bp, "/v1/requests/{request_id}", auth=Auth.VERIFIED_OR_ADMIN)
+@route(requests_bp, "/v1/requests/{request_id}", auth=Auth.VERIFIED_OR_ADMIN, response="ServiceRequest")
 def get_request(ctx: RequestContext, request_id: str) -> dict:
-    return present(get_request_service().get(request_id))
+    """One request."""
+    return request_view(bootstrap.requests().get(request_id))
 
 
-@route(requests_bp, "/v1/requests/{request_id}/accept", methods=["POST"], auth=Auth.VERIFIED)
+@route(requests_bp, "/v1/requests/{request_id}/accept", methods=["POST"], auth=Auth.VERIFIED,
+       response="ServiceRequest", errors=(AlreadyAccepted, InvalidState, OwnRequest))
 def accept(ctx: RequestContext, request_id: str) -> dict:
-    return present(get_request_service().accept(ctx.caller, request_id))
+    """Accept (接单): the first volunteer wins."""
+    return request_view(bootstrap.requests().accept(ctx.caller, request_id))
 
 
-@route(requests_bp, "/v1/requests/{request_id}/check-in", methods=["POST"], auth=Auth.VERIFIED)
+@route(requests_bp, "/v1/requests/{request_id}/check-in", methods=["POST"], auth=Auth.VERIFIED, body=CHECK_IN,
+       response="ServiceRequest", errors=(Forbidden, InvalidState, InsurancePending, *EVIDENCE_REFUSALS))
 def check_in(ctx: RequestContext, request_id: str) -> dict:
-    body = ctx.body({"evidence_key": EVIDENCE_KEY})
-    return present(get_request_service().check_in(ctx.caller, request_id, body.get("evidence_key")))
+    """The volunteer starts the service (with a photo where the category asks for one)."""
+    return request_view(bootstrap.requests().check_in(ctx.caller, request_id, ctx.data.get("evidence_key")))
 
 
-@route(requests_bp, "/v1/requests/{request_id}/complete", methods=["POST"], auth=Auth.VERIFIED)
+@route(requests_bp, "/v1/requests/{request_id}/complete", methods=["POST"], auth=Auth.VERIFIED, body=COMPLETE,
+       response="ServiceRequest", errors=(Forbidden, InvalidState, EvidenceRequired, *EVIDENCE_REFUSALS))
 def complete(ctx: RequestContext, request_id: str) -> dict:
-    body = ctx.body({"minutes": Int(min=1, max=MAX_SERVICE_MINUTES), "evidence_key": EVIDENCE_KEY})
-    return present(get_request_service().complete(ctx.caller, request_id, body["minutes"],
-                                                  body.get("evidence_key")))
+    """The volunteer finishes the service and states the minutes served."""
+    return request_view(bootstrap.requests().complete(ctx.caller, request_id, ctx.data["minutes"],
+                                                      ctx.data.get("evidence_key")))
 
 
-@route(requests_bp, "/v1/requests/{request_id}/confirm", methods=["POST"], auth=Auth.VERIFIED_OR_ADMIN)
+@route(requests_bp, "/v1/requests/{request_id}/confirm", methods=["POST"], auth=Auth.VERIFIED_OR_ADMIN,
+       body=CONFIRM, response="ServiceRequest", errors=(Forbidden, InvalidState, LimitExceeded))
 def confirm(ctx: RequestContext, request_id: str) -> dict:
-    body = ctx.body({"rating": Int(min=1, max=5, required=False), "comment": Str(max_len=500, required=False)})
-    return present(get_request_service().confirm(ctx.caller, request_id, body.get("rating"), body.get("comment")))
+    """The requester's household (or an admin) confirms: the hold settles to the volunteer."""
+    return request_view(bootstrap.requests().confirm(ctx.caller, request_id, ctx.data.get("rating"),
+                                                     ctx.data.get("comment")))
 
 
-@route(requests_bp, "/v1/requests/{request_id}/cancel", methods=["POST"], auth=Auth.VERIFIED_OR_ADMIN)
+@route(requests_bp, "/v1/requests/{request_id}/cancel", methods=["POST"], auth=Auth.VERIFIED_OR_ADMIN,
+       body=REASON, response="ServiceRequest", errors=(Forbidden, InvalidState))
 def cancel(ctx: RequestContext, request_id: str) -> dict:
-    body = ctx.body({"reason": REASON})
-    return present(get_request_service().cancel(ctx.caller, request_id, body["reason"]))
+    """The requester (before check-in) or an admin cancels: the hold is released."""
+    return request_view(bootstrap.requests().cancel(ctx.caller, request_id, ctx.data["reason"]))
 
 
-@route(requests_bp, "/v1/requests/{request_id}/dispute", methods=["POST"], auth=Auth.VERIFIED)
+@route(requests_bp, "/v1/requests/{request_id}/dispute", methods=["POST"], auth=Auth.VERIFIED, body=REASON,
+       response="ServiceRequest", errors=(Forbidden, InvalidState))
 def dispute(ctx: RequestContext, request_id: str) -> dict:
-    body = ctx.body({"reason": REASON})
-    return present(get_request_service().dispute(ctx.caller, request_id, body["reason"]))
+    """Either party disputes a completed service; an admin resolves it."""
+    return request_view(bootstrap.requests().dispute(ctx.caller, request_id, ctx.data["reason"]))
 
 
-@route(requests_bp, "/v1/admin/requests/{request_id}/resolve", methods=["POST"], auth=Auth.ADMIN)
+@route(requests_bp, "/v1/admin/requests/{request_id}/resolve", methods=["POST"], auth=Auth.ADMIN, body=RESOLVE,
+       response="ServiceRequest", errors=(Forbidden, InvalidState, LimitExceeded),
+       admin_action="request.resolve")
 def resolve(ctx: RequestContext, request_id: str) -> dict:
-    body = ctx.body({"outcome": Str(choices=("pay", "refund")),
-                     "minutes": Int(min=0, max=MAX_SERVICE_MINUTES, required=False), "reason": REASON})
-    return present(get_request_service().resolve(ctx.caller, request_id, body["outcome"],
-                                                 body.get("minutes"), body["reason"]))
+    """Resolve a dispute: pay (for the stated minutes) or refund."""
+    body = ctx.data
+    return request_view(bootstrap.requests().resolve(ctx.caller, request_id, body["outcome"], body.get("minutes"),
+                                                     body["reason"]))
+
+
+# --- schedules ----------------------------------------------------------------------------
+
+@requests_bp.schedule(Rate(10, unit=Rate.MINUTES), name="expire-requests")
+def expire_requests(event: Any) -> dict:
+    """Unaccepted needs whose start has passed expire and release their hold."""
+    return {"expired": bootstrap.requests().expire_due()}
+
+
+@requests_bp.schedule(Rate(30, unit=Rate.MINUTES), name="auto-confirm")
+def auto_confirm(event: Any) -> dict:
+    """Completions unconfirmed for the configured period (default 48 h) settle."""
+    return {"settled": bootstrap.requests().auto_confirm_due()}

@@ -7,45 +7,28 @@ expiry void the hold in the transaction that moves the state.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+import os
+import time
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any, Callable, Iterable, Protocol
+from typing import Any, Callable, Iterable, Mapping
 
 from functions.core import clock
+from functions.core.caller import Caller
 from functions.core.errors import IdempotencyMismatch, InvalidState, NotFound, ValidationError
+from functions.core.events import DomainEvent, EventRelay, Outbox
 from functions.core.ids import content_hash, derived_id
-from functions.core.messaging import Publisher
-from functions.identity.caller import Caller
+from functions.core.validation import field_error
+from functions.core.observability import count
 from functions.ledger.accounts import ESCROW, household_account, resident_account
-from functions.requests import lifecycle as lc
-from functions.requests.catalog import CategoryCatalog
-from functions.requests.categories import credit_minutes
-from functions.requests.lifecycle import ServiceRequest
-from functions.requests.store import RequestStore
+from functions.requests import model as lc
+from functions.requests.model import (BUILTIN_CATEGORIES, Category, ServiceRequest, accepted_event, apply_changes,
+                                      cancelled_event, credit_minutes, posted_event, settled_event)
+from functions.requests.ports import (CategoryStore, EvidenceUploads, Households, InsuranceRegister, Ledger,
+                                      RequestStore)
 
-MATCHING_QUEUE = "matching"
-INSURANCE_QUEUE = "insurance"
 DEFAULT_AUTO_CONFIRM = timedelta(hours=48)
-
-
-class InsuranceRegister(Protocol):
-    def has_record(self, request_id: str) -> bool: ...
-
-
-class Household(Protocol):
-    def has_member(self, household_id: str, member_id: str) -> bool: ...
-
-
-class EvidenceUploads(Protocol):
-    def verify_upload(self, request_id: str, key: str) -> None:
-        """Raise a 422 unless the photo under ``key`` was uploaded and is acceptable (a refused
-        photo is deleted)."""
-
-
-class VolunteerStats(Protocol):
-    """Completion, ratings and recent load that matching ranks by; idempotent per request."""
-    def record_accepted(self, request: ServiceRequest) -> bool: ...
-    def record_outcome(self, request: ServiceRequest) -> bool: ...
 
 
 @dataclass
@@ -60,25 +43,24 @@ class NewRequest:
 
 
 class RequestService:
-    def __init__(self, store: RequestStore, ledger: Any, catalog: CategoryCatalog, publisher: Publisher,
-                 insurance: InsuranceRegister, households: Household, stats: VolunteerStats,
+    def __init__(self, store: RequestStore, ledger: Ledger, catalog: "CategoryCatalog", outbox: Outbox,
+                 relay: EventRelay, *, insurance: InsuranceRegister, households: Households,
                  evidence: EvidenceUploads, now: Callable[[], datetime] = clock.now):
         self.store, self.ledger, self.catalog = store, ledger, catalog
-        self.publisher, self.insurance, self.households, self.now = publisher, insurance, households, now
-        self.stats, self.evidence = stats, evidence
+        self.outbox, self.relay = outbox, relay
+        self.insurance, self.households, self.evidence, self.now = insurance, households, evidence, now
 
     # --- posting ----------------------------------------------------------------------------
     def post(self, caller: Caller, new: NewRequest, idempotency_key: str) -> ServiceRequest:
         category = self.catalog.get(new.category)
         if new.duration_minutes > category.max_minutes:
-            raise ValidationError(details={"fields": {
-                "duration_minutes": f"at most {category.max_minutes} for {category.id}"}})
+            raise field_error("duration_minutes", f"{category.name}单次最长 {category.max_minutes} 分钟")
         now = self.now()
         if new.start_at <= now:
-            raise ValidationError(details={"fields": {"start_at": "must be in the future"}})
+            raise field_error("start_at", "服务时间须晚于现在")
         if new.beneficiary_member_id and not self.households.has_member(caller.household_id,
                                                                         new.beneficiary_member_id):
-            raise ValidationError(details={"fields": {"beneficiary_member_id": "is not a member of your household"}})
+            raise field_error("beneficiary_member_id", "受助人不是本户成员")
         request_id = derived_id("req", caller.resident_id, idempotency_key)
         fingerprint = content_hash(new.category, new.title, new.description, clock.isoformat(new.start_at),
                                    new.duration_minutes, new.beneficiary_member_id, new.pay_from_resident)
@@ -95,20 +77,20 @@ class RequestService:
             credits_held=credit_minutes(category, new.duration_minutes),
             created_at=now, content_hash=fingerprint, beneficiary_member_id=new.beneficiary_member_id,
         )
-        create = self.store.write(request)
+        event = posted_event(request)
+        writes = [self.store.write(request), self.outbox.write(event)]
         try:
             if request.credits_held > 0:
                 self.ledger.hold(transfer_id=request.hold_transfer_id, debit=payer, credit=ESCROW,
                                  asset="service", amount=request.credits_held, kind="hold",
                                  memo=f"{category.name}需求冻结", actor=caller.resident_id,
-                                 request_id=request.id, also=[create])
+                                 request_id=request.id, also=writes)
             else:
-                self.ledger.execute([], also=[create])
+                self.ledger.execute([], also=writes)
         except (InvalidState, IdempotencyMismatch):
             # A concurrent replay of the same key got there first.
             return self._replayed(self.store.get(request_id), fingerprint)
-        self.publisher.publish(MATCHING_QUEUE, {"type": "request.posted", "request_id": request.id},
-                               deduplication_id=f"posted:{request.id}")
+        self._published([event], "RequestPosted")
         return request
 
     @staticmethod
@@ -130,14 +112,12 @@ class RequestService:
     def accept(self, caller: Caller, request_id: str) -> ServiceRequest:
         request = self.store.get(request_id)
         changes = lc.accept(request, caller, self.now())
+        event = accepted_event(replace(request, **changes))
         try:
-            accepted = self.store.transition(request, changes)
+            accepted = self.store.transition(request, changes, also=[self.outbox.write(event)])
         except InvalidState:
             raise lc.AlreadyAccepted() from None
-        self.publisher.publish(INSURANCE_QUEUE, {"type": "request.accepted", "request_id": request_id},
-                               deduplication_id=f"accepted:{request_id}")
-        # After the commit and idempotent: a crash here leaves stats a little stale, never wrong twice.
-        self.stats.record_accepted(accepted)
+        self._published([event], "RequestAccepted")
         return accepted
 
     def check_in(self, caller: Caller, request_id: str, evidence_key: str | None) -> ServiceRequest:
@@ -161,7 +141,7 @@ class RequestService:
     def confirm(self, caller: Caller, request_id: str, rating: int | None, comment: str | None) -> ServiceRequest:
         request = self.store.get(request_id)
         lc.may_confirm(request, caller)
-        actor = caller.resident_id or caller.openid
+        actor = caller.actor
         return self.settle(request, request.completed_minutes or 0, actor,
                            extra={"rating": rating, "comment": comment})
 
@@ -177,45 +157,48 @@ class RequestService:
                    **{k: v for k, v in (extra or {}).items() if v is not None}}
         if reason:
             changes["reason"] = reason
-        write = self.store.write(request, changes, expected_status=request.status)
+        settled = replace(request, **changes)
+        event = settled_event(settled, changes["settled_at"])
+        writes = [self.store.write(request, changes, expected_status=request.status), self.outbox.write(event)]
         if request.credits_held == 0:
-            self.ledger.execute([], also=[write])
+            self.ledger.execute([], also=writes)
         elif amount == 0:
             self.ledger.void_pending(transfer_id=derived_id("tr", "void", request.id),
                                      pending_id=request.hold_transfer_id, actor=actor,
-                                     reason="服务未产生积分", also=[write])
+                                     reason="服务未产生积分", also=writes)
         else:
             self.ledger.settle_hold(settlement_id=settlement_id, pending_id=request.hold_transfer_id,
                                     payee=resident_account(request.volunteer_id), amount=amount,
-                                    actor=actor, also=[write])
-        return self._closed(request.id)
+                                    actor=actor, also=writes)
+        self._published([event], "RequestSettled")
+        return settled
 
-    def _closed(self, request_id: str) -> ServiceRequest:
-        closed = self.store.get(request_id)
-        if closed.volunteer_id:
-            self.stats.record_outcome(closed)
-        return closed
+    def _published(self, events: list[DomainEvent], metric: str) -> None:
+        """After the commit: hand the events to the relay now (it never raises; what it cannot
+        send now its sweep sends later) and count the business event."""
+        self.relay.dispatch(events)
+        count(metric)
 
     def cancel(self, caller: Caller, request_id: str, reason: str) -> ServiceRequest:
         request = self.store.get(request_id)
         lc.may_cancel(request, caller)
-        cancelled = self._release(request, lc.CANCELLED, caller.resident_id or caller.openid, reason)
-        if request.status == lc.ACCEPTED:
-            # The insured window will not be used: the insurance record is marked cancelled.
-            self.publisher.publish(INSURANCE_QUEUE, {"type": "request.cancelled", "request_id": request_id},
-                                   deduplication_id=f"cancelled:{request_id}")
-        return cancelled
+        return self._release(request, lc.CANCELLED, caller.actor, reason)
 
     def _release(self, request: ServiceRequest, status: str, actor: str, reason: str) -> ServiceRequest:
-        write = self.store.write(request, {"status": status, "reason": reason, "closed_by": actor,
-                                           "credits_paid": 0}, expected_status=request.status)
+        """Cancel or expire: void the hold, close the request and tell the others (insurance
+        cancels the record of an accepted one), in one transaction."""
+        changes = {"status": status, "reason": reason, "closed_by": actor, "credits_paid": 0}
+        closed = replace(request, **changes)
+        event = cancelled_event(request, closed, self.now())
+        writes = [self.store.write(request, changes, expected_status=request.status), self.outbox.write(event)]
         if request.credits_held:
             self.ledger.void_pending(transfer_id=derived_id("tr", "void", request.id),
                                      pending_id=request.hold_transfer_id, actor=actor, reason=reason,
-                                     also=[write])
+                                     also=writes)
         else:
-            self.ledger.execute([], also=[write])
-        return self._closed(request.id)
+            self.ledger.execute([], also=writes)
+        self._published([event], "RequestCancelled" if status == lc.CANCELLED else "RequestExpired")
+        return closed
 
     def dispute(self, caller: Caller, request_id: str, reason: str) -> ServiceRequest:
         request = self.store.get(request_id)
@@ -234,7 +217,7 @@ class RequestService:
         # Keys are issued per request by the evidence endpoint; refuse anything else so one
         # request cannot point at another's photos.
         if key is not None and not key.startswith(f"evidence/{request.id}/"):
-            raise ValidationError(details={"fields": {"evidence_key": "was not issued for this request"}})
+            raise field_error("evidence_key", "该影像不是为此需求签发的")
 
     def _verify_upload(self, request: ServiceRequest, key: str | None) -> None:
         # After the lifecycle rules, so only the volunteer, in the right state, gets a photo
@@ -267,3 +250,84 @@ class RequestService:
 
     def starting_between(self, start: datetime, end: datetime) -> Iterable[ServiceRequest]:
         return self.store.due(lc.ACCEPTED, end, since=start)
+
+
+# --- categories --------------------------------------------------------------------------------
+
+
+# Every order step reads its category's tariff; a warm function keeps the handful of
+# categories for this long instead of one Query per step. An admin's change is seen at once by
+# the function that made it and within this time by the others.
+CACHE_SECONDS = 30.0
+
+
+class CategoryCatalog:
+    def __init__(self, store: CategoryStore, overrides: Mapping[str, Mapping[str, Any]] | None = None,
+                 cache_seconds: float = CACHE_SECONDS, monotonic: Callable[[], float] = time.monotonic):
+        self._store = store
+        self._defaults = _with_overrides(overrides or {})
+        self._cache_seconds, self._monotonic = cache_seconds, monotonic
+        self._stored: dict[str, Category] | None = None
+        self._loaded_at = 0.0
+
+    def forget(self) -> None:
+        """Drop the cached copy (tests start each case on a fresh account)."""
+        self._stored = None
+
+    def _load(self) -> dict[str, Category]:
+        now = self._monotonic()
+        if self._stored is None or now - self._loaded_at >= self._cache_seconds:
+            self._stored, self._loaded_at = self._store.load_all(), now
+        return self._stored
+
+    def all(self) -> list[Category]:
+        merged = {**self._defaults, **self._load()}
+        return [merged[key] for key in sorted(merged, key=_builtin_order)]
+
+    def get(self, category_id: str) -> Category:
+        stored = self._load()
+        category = stored.get(category_id) or self._defaults.get(category_id)
+        if category is None:
+            raise NotFound("没有这个服务类别", {"category": category_id})
+        return category
+
+    def update(self, category_id: str, changes: Mapping[str, Any], actor: str) -> Category:
+        self._stored = None  # decide on what is stored now, not on a cached copy
+        updated = apply_changes(self.get(category_id), changes)
+        self._store.save(updated, actor)
+        self._stored = None
+        return updated
+
+    def seed(self, actor: str = "seed") -> int:
+        """Write the defaults that are not stored yet (demo/local); returns how many were written."""
+        stored = self._store.load_all()
+        missing = [c for key, c in self._defaults.items() if key not in stored]
+        for category in missing:
+            self._store.save(category, actor)
+        self._stored = None
+        return len(missing)
+
+
+def _builtin_order(category_id: str) -> tuple[int, str]:
+    order = list(BUILTIN_CATEGORIES)
+    return (order.index(category_id) if category_id in order else len(order), category_id)
+
+
+def _with_overrides(overrides: Mapping[str, Mapping[str, Any]]) -> dict[str, Category]:
+    categories = dict(BUILTIN_CATEGORIES)
+    for category_id, changes in overrides.items():
+        if category_id not in categories:
+            raise ValidationError(f"tariff override names unknown category {category_id}")
+        categories[category_id] = apply_changes(categories[category_id], changes)
+    return categories
+
+
+def configured_overrides() -> dict[str, dict[str, Any]]:
+    """``TIMEBANK_TARIFF_OVERRIDES`` is JSON written by infra/ from the community config."""
+    raw = os.environ.get("TIMEBANK_TARIFF_OVERRIDES", "")
+    return json.loads(raw) if raw else {}
+
+
+def auto_confirm_period() -> timedelta:
+    hours = os.environ.get("TIMEBANK_AUTO_CONFIRM_HOURS")
+    return timedelta(hours=int(hours)) if hours else DEFAULT_AUTO_CONFIRM

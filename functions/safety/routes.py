@@ -1,59 +1,92 @@
-"""Safety HTTP entrypoints: evidence upload/view links, the access log, the insured list."""
+"""Safety entrypoints: evidence upload and view links, the access log, the insured list; the
+``insurance`` queue (accepted/cancelled services → records) and the photo retention sweep."""
 from __future__ import annotations
 
-from chalice import Blueprint, Response
+from typing import Any
 
-from functions.core import clock
-from functions.core.validation import Int, Str
+from chalice import Blueprint, Rate, Response
+
+from functions import bootstrap
+from functions.core.errors import Forbidden, InvalidState, LimitExceeded
+from functions.core.events import parse_event
+from functions.core.messaging import QueueSpec, register_queue
+from functions.core.validation import Day, Int, Schema, Str
 from functions.core.web import Auth, RequestContext, page_body, route
-from functions.safety.evidence import CONTENT_TYPES, MAX_UPLOAD_BYTES
-from functions.safety.export import insured_list_csv
-from functions.safety.insurance import export_range
-from functions.safety.wiring import evidence_service, insurance_register
+from functions.requests.model import ACCEPTED_EVENT, CANCELLED_EVENT
+from functions.safety.model import CONTENT_TYPES, MAX_UPLOAD_BYTES, export_range
+from functions.safety.views import access_entry_view, insurance_record_view, insured_list_csv
+
+INSURANCE = register_queue(QueueSpec("insurance",
+                                     purpose="accepted (and cancelled) services → one insurance record per request",
+                                     events=(ACCEPTED_EVENT, CANCELLED_EVENT)))
 
 safety_bp = Blueprint(__name__)
 
-PAGE_QUERY = {"limit": Str(max_len=3, required=False), "cursor": Str(max_len=2000, required=False)}
+UPLOAD = Schema({"content_type": Str(choices=tuple(CONTENT_TYPES), required=False, label="图片格式"),
+                 "size": Int(min=1, max=MAX_UPLOAD_BYTES, required=False, label="图片大小")}, name="EvidenceUploadRequest")
+INSURED_QUERY = Schema({"from": Day(label="开始日期"), "to": Day(label="结束日期"),
+                        "format": Str(choices=("json", "csv"), required=False, label="格式")})
 
 
-@route(safety_bp, "/v1/requests/{request_id}/evidence", methods=["POST"], auth=Auth.VERIFIED)
+@route(safety_bp, "/v1/requests/{request_id}/evidence", methods=["POST"], auth=Auth.VERIFIED, body=UPLOAD,
+       errors=(Forbidden, InvalidState), response="EvidenceUpload")
 def issue_evidence_upload(ctx: RequestContext, request_id: str) -> dict:
-    body = ctx.body({"content_type": Str(choices=tuple(CONTENT_TYPES), required=False),
-                     "size": Int(min=1, max=MAX_UPLOAD_BYTES, required=False)})
-    return evidence_service().issue_upload(ctx.caller, request_id, body.get("content_type", "image/jpeg"),
-                                           body.get("size"))
+    """A pre-signed upload of one check-in/out photo (PUT, and a POST form for wx.uploadFile)."""
+    return bootstrap.evidence().issue_upload(ctx.caller, request_id, ctx.data.get("content_type", "image/jpeg"),
+                                             ctx.data.get("size"))
 
 
-@route(safety_bp, "/v1/requests/{request_id}/evidence", auth=Auth.LOGIN)
+@route(safety_bp, "/v1/requests/{request_id}/evidence", auth=Auth.LOGIN, errors=(Forbidden,),
+       response="EvidenceLinks")
 def list_evidence(ctx: RequestContext, request_id: str) -> dict:
+    """Short-lived links to the request's photos, for its parties and admins (every view logged)."""
     # LOGIN, not VERIFIED: admins need not be residents; the service admits the verified
     # parties and admins and refuses everyone else with 403.
-    return {"items": evidence_service().links(ctx.caller, request_id)}
+    return {"items": bootstrap.evidence().links(ctx.caller, request_id)}
 
 
-@route(safety_bp, "/v1/admin/requests/{request_id}/evidence/access-log", auth=Auth.ADMIN)
+@route(safety_bp, "/v1/admin/requests/{request_id}/evidence/access-log", auth=Auth.ADMIN, paged=True,
+       response="EvidenceAccessEntry", admin_action="evidence.access_log")
 def evidence_access_log(ctx: RequestContext, request_id: str) -> dict:
-    ctx.query(PAGE_QUERY)
-    limit, cursor = ctx.page()
-    entries, last_key = evidence_service().access_history(ctx.caller, request_id, limit, cursor)
-    return page_body([{"request_id": e.request_id, "viewer_id": e.viewer_id, "viewer_role": e.viewer_role,
-                       "photo_count": e.photo_count, "viewed_at": clock.isoformat(e.viewed_at)}
-                      for e in entries], last_key)
+    """Who viewed the request's photos, newest first."""
+    entries, last_key = bootstrap.evidence().access_history(ctx.caller, request_id, ctx.limit, ctx.cursor)
+    return page_body([access_entry_view(e) for e in entries], last_key)
 
 
-@route(safety_bp, "/v1/admin/insurance-records", auth=Auth.ADMIN)
+@route(safety_bp, "/v1/admin/insurance-records", auth=Auth.ADMIN, query=INSURED_QUERY, paged=True,
+       errors=(LimitExceeded,), response="InsuranceRecord", responses={200: "InsuranceRecord"},
+       admin_action="insurance.export")
 def export_insurance_records(ctx: RequestContext):
-    query = ctx.query({"from": Str(max_len=10, required=False), "to": Str(max_len=10, required=False),
-                       "format": Str(choices=("json", "csv"), required=False), **PAGE_QUERY})
-    days = export_range(query.get("from"), query.get("to"))
-    register = insurance_register()
-    if query.get("format") == "csv":
+    """The insured list for a range of service dates (format=csv: the file for Excel)."""
+    days = export_range(ctx.params["from"], ctx.params["to"])
+    register = bootstrap.insurance()
+    if ctx.params.get("format") == "csv":
         body = insured_list_csv(register.export_all(days))
         filename = f"insured-{days.first_day.isoformat()}_{days.last_day.isoformat()}.csv"
         return Response(body=body, status_code=200, headers={
             "Content-Type": "text/csv; charset=utf-8",
             "Content-Disposition": f'attachment; filename="{filename}"',
         })
-    limit, cursor = ctx.page()
-    records, last_key = register.export_page(days, limit, cursor)
-    return page_body([r.to_dict() for r in records], last_key)
+    records, last_key = register.export_page(days, ctx.limit, ctx.cursor)
+    return page_body([insurance_record_view(r) for r in records], last_key)
+
+
+@safety_bp.on_sqs_message(queue=INSURANCE.name, batch_size=INSURANCE.batch_size, name="insurance-records")
+def insurance_records(event: Any) -> dict[str, Any]:
+    """Accepted services → one insurance record each; cancelled ones → record cancelled.
+
+    A record that cannot be processed — malformed, unknown request, a storage error — is
+    reported in ``batchItemFailures`` while the rest of the batch succeeds; after 5 receives it
+    moves to the dead-letter queue (and its alarm) instead of being retried forever.
+    """
+    from functions.core.queue_consumer import process_queue_batch
+
+    register = bootstrap.insurance()
+    return process_queue_batch(event.to_dict(), event.context, INSURANCE.logical_name,
+                               lambda message: register.handle(parse_event(message)))
+
+
+@safety_bp.schedule(Rate(1, unit=Rate.DAYS), name="evidence-retention")
+def evidence_retention(event: Any) -> dict[str, Any]:
+    """Deletes check-in/out photos older than the community's retention period (default 180 days)."""
+    return {"deleted": bootstrap.evidence().purge_expired()}

@@ -31,11 +31,11 @@ def statement(client, headers, account_id, query=""):
 
 def test_my_accounts_show_available_posted_and_pending(client, people):
     from functions.ledger.accounts import ESCROW, household_account
-    from functions.ledger.service import get_ledger
+    from functions import bootstrap
 
     alice_h, alice = people["alice"]
-    get_ledger().hold("hold-1", household_account(alice["household_id"]), ESCROW, "service", 50)
-    get_ledger().transfer("vol-1", "issuance", f"resident:{alice['id']}", "volunteer", 90, kind="grant")
+    bootstrap.ledger().hold("hold-1", household_account(alice["household_id"]), ESCROW, "service", 50)
+    bootstrap.ledger().transfer("vol-1", "issuance", f"resident:{alice['id']}", "volunteer", 90, kind="grant")
     response = client.http.get("/v1/accounts/me", headers=alice_h)
     assert response.status_code == 200
     body = response.json_body
@@ -60,14 +60,14 @@ def test_my_accounts_need_a_verified_resident(client, people):
 
 def test_a_statement_is_newest_first_with_current_status(client, people):
     from functions.ledger.accounts import ESCROW, household_account
-    from functions.ledger.service import get_ledger
+    from functions import bootstrap
 
     alice_h, alice = people["alice"]
     _, bob = people["bob"]
     household = household_account(alice["household_id"])
     pay(client, alice_h, {"resident_id": bob["id"]}, 40, "k-1", memo="零花钱")
-    get_ledger().hold("hold-1", household, ESCROW, "service", 50, request_id="req_1")
-    get_ledger().void_pending("void-1", "hold-1", reason="cancelled")
+    bootstrap.ledger().hold("hold-1", household, ESCROW, "service", 50, request_id="req_1")
+    bootstrap.ledger().void_pending("void-1", "hold-1", reason="cancelled")
     response = statement(client, alice_h, alice["household_id"])
     assert response.status_code == 200
     items = response.json_body["items"]

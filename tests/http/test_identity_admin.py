@@ -1,17 +1,17 @@
 """Admin review of residents: listing, verification (with starting credits), rejection."""
 
 from functions.core.settings import get_settings
-from functions.identity import wiring
-from functions.identity.wiring import starting_credits_transfer_id
+
+from functions.identity.service import starting_credits_transfer_id
 from functions.ledger.accounts import household_account
-from functions.ledger.service import get_ledger
+from functions import bootstrap
 from tests.helpers import (
     admin_headers, as_json, assert_error, db_snapshot, login, register, verified_resident, verify,
 )
 
 
 def household_balance(household_id):
-    totals = get_ledger().balances(household_account(household_id)).get("service")
+    totals = bootstrap.ledger().balances(household_account(household_id)).get("service")
     return totals.available if totals else 0
 
 
@@ -91,7 +91,7 @@ def test_first_verified_member_brings_the_starting_credits_once(client):
     verify(client, alice["id"])  # idempotent re-verify
     verify(client, bob["id"])    # second member of the same household
     assert household_balance(household) == 300
-    transfer = get_ledger().get_transfer(starting_credits_transfer_id(household))
+    transfer = bootstrap.ledger().get_transfer(starting_credits_transfer_id(household))
     assert (transfer.kind, transfer.amount, transfer.credit_account) == \
         ("starting_credits", 300, household_account(household))
 
@@ -104,7 +104,7 @@ def test_each_household_gets_its_own_starting_credits(client):
 
 def test_verify_retried_after_a_crash_before_the_mark_grants_exactly_once(client, monkeypatch):
     _, alice = register(client, "alice")
-    service = wiring.get_identity_service()
+    service = bootstrap.identity()
     # Crash after the ledger accepted the transfer but before the household was marked.
     original_mark = service.store.mark_credits_granted
 

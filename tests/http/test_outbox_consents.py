@@ -41,9 +41,9 @@ def test_consents_need_a_login(client):
 
 
 def _send(openid: str, title: str) -> None:
-    from functions.notifications.wiring import get_notifier
+    from functions import bootstrap
 
-    assert get_notifier().send(openid, "reminder", {"title": title, "start_at": "2026-12-02 08:30"}).status.value \
+    assert bootstrap.notifier().send(openid, "reminder", {"title": title, "start_at": "2026-12-02 08:30"}).status.value \
         == "sent"
 
 

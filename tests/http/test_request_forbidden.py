@@ -9,7 +9,7 @@ import pytest
 
 from functions.core import clock
 from functions.core.clock import CHINA_TZ
-from functions.requests.store import RequestStore
+from functions.requests.dynamo import DynamoRequestStore as RequestStore
 from tests.helpers import admin_headers, as_json, json_headers, login, register, verified_resident
 from tests.queues import drain
 
@@ -173,8 +173,8 @@ def test_twenty_concurrent_accepts_have_exactly_one_winner(world, monkeypatch):
     import botocore.client
 
     from functions.core.errors import TimebankError
-    from functions.identity.caller import Caller
-    from functions.requests.wiring import get_request_service
+    from functions.core.caller import Caller
+    from functions import bootstrap
 
     client, need = world["client"], world["need"]
     racers = []
@@ -203,7 +203,7 @@ def test_twenty_concurrent_accepts_have_exactly_one_winner(world, monkeypatch):
     monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", serialized)
     monkeypatch.setattr(RequestStore, "get", get_then_wait)
     results: list[tuple[int, str]] = []
-    service = get_request_service()
+    service = bootstrap.requests()
 
     def accept(caller):
         try:

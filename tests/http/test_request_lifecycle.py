@@ -112,9 +112,11 @@ def test_whole_lifecycle_with_matching_insurance_and_evidence(world):
     assert again.status_code == 409 and again.json_body["code"] == "INVALID_STATE"
     assert balances(client, volunteer)[1]["available"] == 90
 
-    # Settlement feeds what matching ranks by: completion and rating.
-    from functions.requests.volunteer_store import get_volunteer_store
-    stats = get_volunteer_store().get_profile(world["vol"]["id"]).stats
+    # Settlement feeds what matching ranks by, through the lifecycle's events: acceptance,
+    # completion and rating.
+    from functions import bootstrap
+    assert drain(app, "volunteer-stats") == 2
+    stats = bootstrap.volunteer_store().get_profile(world["vol"]["id"]).stats
     assert (stats.accepted, stats.completed, stats.rating_count, stats.rating_sum) == (1, 1, 1, 5)
 
 
@@ -229,16 +231,16 @@ def test_dispute_and_admin_resolution(world, outcome, paid, status):
 
 
 def test_cancelling_an_accepted_service_cancels_its_insurance_record(world):
-    from functions.safety.insurance import get_insurance_register
+    from functions import bootstrap
 
     client, app, requester, volunteer = world["client"], world["app"], world["requester"], world["volunteer"]
     need = post_need(client, requester, "k-insured", category="companion").json_body
     client.http.post(f"/v1/requests/{need['id']}/accept", headers=volunteer)
     assert drain(app, "insurance") == 1
-    assert get_insurance_register().store.get(need["id"]).status == "active"
+    assert bootstrap.insurance().store.get(need["id"]).status == "active"
     cancelled = client.http.post(f"/v1/requests/{need['id']}/cancel", headers=requester,
                                  body=as_json({"reason": "老人住院了"}))
     assert cancelled.status_code == 200
     assert drain(app, "insurance") == 1
-    assert get_insurance_register().store.get(need["id"]).status == "cancelled"
+    assert bootstrap.insurance().store.get(need["id"]).status == "cancelled"
     assert balances(client, requester)[0]["available"] == 300

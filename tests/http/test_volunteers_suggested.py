@@ -16,7 +16,9 @@ PROFILE = {"categories": ["pickup"], "availability": [], "accepting": True}
 
 def drain_matching_queue() -> int:
     """What the SQS → Lambda event source does: receive, invoke the app's handler, delete."""
-    from functions.app import match_requests
+    from functions.app import app
+
+    match_requests = app.handler_map["match-requests"]
 
     sqs = boto3.client("sqs")
     url = sqs.get_queue_url(QueueName=queue_name("matching"))["QueueUrl"]

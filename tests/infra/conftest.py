@@ -63,7 +63,7 @@ import json
 from chalice.app import ScheduledEventConfig, SQSEventConfig
 from functions.app import app
 from functions.core.messaging import QUEUES
-from functions.core.storage import table_definitions
+from functions.bootstrap import table_definitions
 
 sources = []
 for source in app.event_sources:

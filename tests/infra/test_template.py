@@ -32,7 +32,7 @@ def test_a_literal_dollar_brace_survives_the_rewrite():
 
 
 def test_a_process_that_imported_the_app_refuses_to_build_another_community(tmp_path):
-    import functions.core.storage  # noqa: F401  (as every test process has)
+    import functions.app  # noqa: F401  (as every test process has)
 
     with pytest.raises(BuildError, match="one community per process"):
         build("demo", tmp_path)

@@ -1,7 +1,7 @@
 from decimal import Decimal
 
-from functions.requests.catalog import CategoryCatalog
-from functions.requests.category_store import DynamoCategoryStore
+from functions.requests.service import CategoryCatalog
+from functions.requests.dynamo import DynamoCategoryStore
 
 
 def test_admin_change_survives_a_round_trip_through_dynamodb(aws):

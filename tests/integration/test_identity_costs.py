@@ -4,8 +4,7 @@ from collections import Counter
 import botocore.client
 import pytest
 
-from functions.identity.relations import transfer_target
-from functions.identity.wiring import get_identity_service
+from functions import bootstrap
 from tests.helpers import (
     admin_headers, as_json, declare_relatives, login, register, verified_resident, verify,
 )
@@ -79,19 +78,19 @@ def test_transfer_target_costs(client, dynamo_calls):
     alice, a = verified_resident(client, "alice", room="101")
     grandma, g = verified_resident(client, "grandma", room="202")
     declare_relatives(client, alice, a["household_id"], grandma, g["household_id"])
-    caller = get_identity_service().caller_from(get_identity_service().login_state("alice"))
-    assert dynamo_calls.during(lambda: transfer_target(caller, {"pool": True})) == {}
-    assert dynamo_calls.during(lambda: transfer_target(caller, {"household_id": a["household_id"]})) == {}
-    assert dynamo_calls.during(lambda: transfer_target(caller, {"household_id": g["household_id"]})) == \
+    caller = bootstrap.identity().caller_from(bootstrap.identity().login_state("alice"))
+    owners = bootstrap.account_owners()
+    assert dynamo_calls.during(lambda: owners.recipient(caller, "household_id", a["household_id"])) == {}
+    assert dynamo_calls.during(lambda: owners.recipient(caller, "household_id", g["household_id"])) == \
         {"BatchGetItem": 1}
-    assert dynamo_calls.during(lambda: transfer_target(caller, {"resident_id": g["id"]})) == \
+    assert dynamo_calls.during(lambda: owners.recipient(caller, "resident_id", g["id"])) == \
         {"Query": 1, "BatchGetItem": 1}
 
 
 def test_register_then_verify_keeps_one_household_item(client):
     for i in range(3):
         register(client, f"u{i}", building="2幢", unit="1", room="301")
-    verify(client, get_identity_service().login_state("u0").resident_id)
+    verify(client, bootstrap.identity().login_state("u0").resident_id)
     import boto3
 
     assert boto3.client("dynamodb").scan(TableName="timebank-test-households")["Count"] == 1

@@ -4,9 +4,20 @@ import pytest
 from botocore.exceptions import EndpointConnectionError
 
 from functions.core.errors import UpstreamError
-from functions.core.secrets import ParameterStoreSecrets, SecretNotConfigured
+from functions.adapters.secrets import ParameterStoreSecrets, SecretNotConfigured
 from functions.core.settings import Settings
-from functions.identity.tokens import token_signer
+from functions.identity.tokens import TokenSigner, secret_source
+
+
+class _NoSecrets:
+    def get(self, name):
+        raise AssertionError(f"no secret {name} in this test")
+
+
+def token_signer(settings, secrets=None):
+    """How the composition root builds the signer of a stage."""
+    return TokenSigner(secret_source(settings, secrets or _NoSecrets()), settings.token_ttl_seconds)
+
 
 
 class Ticks:

@@ -7,7 +7,7 @@ import pytest
 
 from functions.core import clock
 from functions.core.errors import AlreadyExists, ValidationError
-from functions.identity.domain import Address, Dependant, Household, RelativeDeclaration, Resident
+from functions.identity.model import Address, Dependant, Household, RelativeDeclaration, Resident
 from functions.identity.dynamo import DynamoIdentityStore
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=clock.CHINA_TZ)

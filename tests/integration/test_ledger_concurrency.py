@@ -16,12 +16,13 @@ import pytest
 from moto import mock_aws
 
 from functions.core.errors import InsufficientCredits, InvalidState, TimebankError
-from functions.core.storage import create_tables
+from functions.adapters.dynamo import create_tables
+from functions.bootstrap import table_definitions
 from functions.ledger.accounts import ESCROW, ISSUANCE, POOL, household_account, resident_account, shard_for
 from functions.ledger.dynamo import DynamoLedgerStore
-from functions.ledger.ledger import Ledger
+from functions.ledger.service import Ledger
 from functions.ledger.model import CommitHooks
-from functions.ledger.store import InMemoryLedgerStore
+from tests.fakes.ledger import InMemoryLedgerStore
 from tests.property.ledger_support import BarrierHooks
 
 THREADS = 16
@@ -34,7 +35,7 @@ def ledger(request):
         yield Ledger(InMemoryLedgerStore(), shards=4)
         return
     with mock_aws():
-        create_tables(boto3.client("dynamodb"), names=["ledger-transfers", "ledger-balances"])
+        create_tables(boto3.client("dynamodb"), table_definitions(), names=["ledger-transfers", "ledger-balances"])
         yield Ledger(DynamoLedgerStore(lock=threading.Lock()), shards=4)
 
 

@@ -11,10 +11,11 @@ import botocore.client
 import pytest
 from moto import mock_aws
 
-from functions.core.storage import create_tables
+from functions.adapters.dynamo import create_tables
+from functions.bootstrap import table_definitions
 from functions.ledger.accounts import ESCROW, ISSUANCE, POOL, household_account, resident_account
 from functions.ledger.dynamo import DynamoLedgerStore
-from functions.ledger.ledger import Ledger
+from functions.ledger.service import Ledger
 
 HH = household_account("hh_a")
 HH2 = household_account("hh_b")
@@ -50,7 +51,7 @@ def measured(monkeypatch):
         return real(client, operation, params)
 
     with mock_aws():
-        create_tables(boto3.client("dynamodb"), names=["ledger-transfers", "ledger-balances"])
+        create_tables(boto3.client("dynamodb"), table_definitions(), names=["ledger-transfers", "ledger-balances"])
         monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", counting)
         ledger = Ledger(DynamoLedgerStore(), shards=8)
         yield ledger, counter

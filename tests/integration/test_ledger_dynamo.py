@@ -3,6 +3,7 @@ cancellation reasons mapped back to the right plan element, crashes, retries, th
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import boto3
 import pytest
@@ -12,11 +13,13 @@ from pynamodb.models import Model
 
 from functions.core.errors import (Conflict, IdempotencyMismatch, InsufficientCredits, InvalidState, LimitExceeded,
                                    ValidationError)
-from functions.core.storage import create_tables, region
+from functions.adapters.dynamo import create_tables
+from functions.bootstrap import table_definitions
+from functions.core.settings import region
 from functions.ledger import cli, dynamo
 from functions.ledger.accounts import ESCROW, ISSUANCE, POOL, household_account, resident_account, shard_for
 from functions.ledger.dynamo import DynamoLedgerStore, LedgerBalanceItem, LedgerTransferItem
-from functions.ledger.ledger import Ledger
+from functions.ledger.service import Ledger
 from functions.ledger.model import BalanceChange, CommitRejected, Plan, SimulatedCrash, Transfer
 from tests.property.ledger_support import CrashOnce
 
@@ -61,7 +64,7 @@ class RequireTransfer:
 @pytest.fixture
 def moto_ledger():
     with mock_aws():
-        create_tables(boto3.client("dynamodb"), names=["ledger-transfers", "ledger-balances"])
+        create_tables(boto3.client("dynamodb"), table_definitions(), names=["ledger-transfers", "ledger-balances"])
         Marker.create_table(billing_mode="PAY_PER_REQUEST", wait=False)
         store = DynamoLedgerStore(sleep=lambda seconds: None)
         yield Ledger(store, shards=4)
@@ -225,11 +228,12 @@ def test_crash_around_the_commit_then_retry_applies_once(moto_ledger, when):
 
 def test_transaction_conflicts_are_retried_then_reported(moto_ledger, monkeypatch):
     ledger = moto_ledger
-    store = ledger.store
     real = DynamoLedgerStore._transact
     conflicts = {"left": 2}
+    attempts: list[int] = []
 
     def flaky(self, plan):
+        attempts.append(plan.item_count)
         if conflicts["left"]:
             conflicts["left"] -= 1
             raise dynamo._Cancelled([], True, "TransactionConflict")
@@ -237,7 +241,7 @@ def test_transaction_conflicts_are_retried_then_reported(moto_ledger, monkeypatc
 
     monkeypatch.setattr(DynamoLedgerStore, "_transact", flaky)
     ledger.transfer("fund", ISSUANCE, HH, "service", 100)
-    assert [c for c in store.meter.calls if c[0] == "TransactWriteItems"] == [("TransactWriteItems", 3)] * 3
+    assert attempts == [3] * 3
     conflicts["left"] = 100
     with pytest.raises(Conflict):
         ledger.transfer("t", HH, HH2, "service", 1)
@@ -245,10 +249,10 @@ def test_transaction_conflicts_are_retried_then_reported(moto_ledger, monkeypatc
 
 
 def test_cli_check_reports_and_fails_on_tampering(moto_ledger, capsys):
-    from functions.ledger import service
+    from functions import bootstrap
 
     ledger = moto_ledger
-    service.reset_ledger()
+    bootstrap.reset()
     ledger.transfer("fund", ISSUANCE, HH, "service", 100)
     assert cli.main(["check"]) == 0
     report = json.loads(capsys.readouterr().out)
@@ -258,21 +262,21 @@ def test_cli_check_reports_and_fails_on_tampering(moto_ledger, capsys):
     assert cli.main(["check"]) == 1
     report = json.loads(capsys.readouterr().out)
     assert {v["type"] for v in report["violations"]} == {"balance_mismatch", "unbalanced_posted"}
-    service.reset_ledger()
+    bootstrap.reset()
 
 
 def test_scheduled_check_logs_counts_not_ids(moto_ledger, capsys, caplog):
-    from functions.ledger import service
-    from functions.ledger.reconciliation import run_scheduled_check
+    from functions import bootstrap
+    from functions.app import app
 
-    service.reset_ledger()
+    bootstrap.reset()
     moto_ledger.transfer("fund", ISSUANCE, HH, "service", 100)
     LedgerBalanceItem(HH, "service").update(actions=[LedgerBalanceItem.available.add(1)])
-    report = run_scheduled_check()
-    assert not report["ok"] and report["violations"][0]["account"] == HH
+    event = json.loads((Path(__file__).resolve().parents[2] / "events" / "ledger-check.json").read_text())
+    assert app.handler_map["ledger-check"](event, None) == {"ok": False, "violations": 1}
     metrics_out = capsys.readouterr().out
     assert '"LedgerViolations":[1.0]' in metrics_out
     (record,) = [r for r in caplog.records if r.getMessage() == "ledger reconciliation"]
     assert record.levelname == "ERROR" and record.violation_types == {"balance_mismatch": 1}
     assert "hh_a" not in str(vars(record)) + metrics_out
-    service.reset_ledger()
+    bootstrap.reset()

@@ -17,12 +17,15 @@ from botocore.client import BaseClient
 
 from functions.core import clock
 from functions.core.clock import CHINA_TZ
-from functions.core.messaging import QUEUES, SqsPublisher, dead_letter_queue_name, queue_name
-from functions.identity.caller import Caller
+from functions.adapters.sqs import SqsPublisher
+from functions.core.events import new_event
+from functions.requests.model import POSTED_EVENT
+from functions.core.messaging import QUEUES, dead_letter_queue_name, queue_name
+from functions.core.caller import Caller
 from functions.notifications.dynamo import DynamoDeliveryStore, outbox_page
-from functions.requests import lifecycle as lc
-from functions.requests.catalog import get_catalog
-from functions.requests.lifecycle import ServiceRequest
+from functions.requests import model as lc
+from functions import bootstrap
+from functions.requests.model import ServiceRequest
 from local.consumers import QueueBinding, QueueConsumer
 from local.lambda_events import lambda_context, sqs_event
 
@@ -44,9 +47,9 @@ def fresh_ids(event: dict) -> dict:
 
 
 def resident(openid: str, building: str, room: str) -> Caller:
-    from functions.identity.wiring import get_identity_service
+    from functions import bootstrap
 
-    registered = get_identity_service().register(Caller(openid=openid), name="测试居民", phone="13900001111",
+    registered = bootstrap.identity().register(Caller(openid=openid), name="测试居民", phone="13900001111",
                                                  building=building, unit="1", room=room, birth_year=1980)
     return Caller(openid=openid, resident_id=registered.id, household_id=registered.household_id,
                   status="verified", roles=frozenset({"resident"}))
@@ -54,9 +57,7 @@ def resident(openid: str, building: str, room: str) -> Caller:
 
 @pytest.fixture
 def world(aws):
-    from functions.notifications.wiring import get_notification_service
-    from functions.requests.volunteer_store import get_volunteer_service
-    from functions.requests.wiring import get_request_store
+    from functions import bootstrap
 
     clock.set_clock(lambda: NOW)
     requester = resident("openid-requester", "3幢", "502")
@@ -68,7 +69,7 @@ def world(aws):
         "c": resident("openid-c", "9", "401"),
     }
     assert family.household_id == requester.household_id
-    service, notifications = get_volunteer_service(), get_notification_service()
+    service, notifications = bootstrap.volunteers(), bootstrap.notifications()
     # The need starts Wednesday 09:00 for an hour: "a" is free throughout, "b" only at the start,
     # "c" declared no time — so the order is near (same building), a, b, then c.
     windows = {"a": [{"weekday": 3, "start": "08:00", "end": "12:00"}],
@@ -83,13 +84,15 @@ def world(aws):
         requester_id=requester.resident_id, household_id=requester.household_id,
         payer_account=f"household:{requester.household_id}", hold_transfer_id="tr_hold", credits_held=60,
         created_at=NOW, content_hash="x")
-    get_request_store().record_for(request).save()
+    bootstrap.request_store().record_for(request).save()
     yield {"requester": requester, "family": family, **volunteers}
     clock.set_clock(None)
 
 
 def handler():
-    from functions.app import match_requests
+    from functions.app import app
+
+    match_requests = app.handler_map["match-requests"]
 
     return match_requests
 
@@ -114,15 +117,15 @@ def test_a_posted_request_notifies_the_best_three_never_the_requesters_household
 
 
 def test_a_message_published_by_the_service_flows_through_sqs(world):
-    SqsPublisher().publish("matching", {"type": "request.posted", "request_id": REQUEST_ID},
-                           deduplication_id=f"posted:{REQUEST_ID}")
+    posted = new_event(POSTED_EVENT, REQUEST_ID, clock.now())
+    SqsPublisher().publish("matching", posted.message(), deduplication_id=posted.id)
     sqs = boto3.client("sqs")
     url = sqs.get_queue_url(QueueName=queue_name("matching"))["QueueUrl"]
     messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, MessageAttributeNames=["All"],
                                    AttributeNames=["All"])["Messages"]
     arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     event = sqs_event(messages, arn, "cn-north-1")
-    assert event["Records"][0]["messageAttributes"]["dedup_id"]["stringValue"] == f"posted:{REQUEST_ID}"
+    assert event["Records"][0]["messageAttributes"]["dedup_id"]["stringValue"] == posted.id
     assert invoke(event) == {"batchItemFailures": []}
     assert len(outbox_recipients()) == 3
 
@@ -165,7 +168,7 @@ def test_poison_messages_are_reported_per_message_and_the_rest_succeeds(world):
     good, not_json, wrong_type = (r["messageId"] for r in event["Records"])
     unknown = copy.deepcopy(event["Records"][0])
     unknown["messageId"] = str(uuid.uuid4())
-    unknown["body"] = json.dumps({"type": "request.posted", "request_id": "req_does_not_exist"})
+    unknown["body"] = json.dumps(new_event(POSTED_EVENT, "req_does_not_exist", clock.now()).message())
     event["Records"].append(unknown)
     result = invoke(event)
     assert sorted(f["itemIdentifier"] for f in result["batchItemFailures"]) == sorted(
@@ -199,7 +202,7 @@ def test_dynamodb_calls_per_match(world):
         return real_call(self, operation, params)
 
     event = fresh_ids({"Records": load_event("match-requests.batch.json")["Records"][:1]})
-    get_catalog().forget()  # a cold function: the catalogue is read once, then cached
+    bootstrap.catalog().forget()  # a cold function: the catalogue is read once, then cached
     with mock.patch.object(BaseClient, "_make_api_call", counting):
         assert invoke(event) == {"batchItemFailures": []}
     # Request and household (building): 2 GetItem; candidates: 1 Query; matches: 1 transaction;
@@ -215,9 +218,9 @@ def test_dynamodb_calls_per_match(world):
 
 
 def test_nothing_is_matched_for_a_request_taken_meanwhile(world):
-    from functions.requests.wiring import get_request_store
+    from functions import bootstrap
 
-    store = get_request_store()
+    store = bootstrap.request_store()
     request = store.get(REQUEST_ID)
     store.transition(request, {"status": lc.ACCEPTED, "volunteer_id": world["a"].resident_id,
                                "volunteer_household_id": world["a"].household_id, "accepted_at": NOW})

@@ -8,9 +8,9 @@ import pytest
 
 from functions.core.clock import CHINA_TZ
 from functions.core.errors import ValidationError
-from functions.requests.matching import Match
-from functions.requests.volunteer_store import DynamoVolunteerStore
-from functions.requests.volunteers import SaveResult, Skill, VolunteerProfile, VolunteerStats, Window
+from functions.volunteers.matching import Match
+from functions.volunteers.dynamo import DynamoVolunteerStore
+from functions.volunteers.model import SaveResult, Skill, VolunteerProfile, VolunteerStats, Window
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=CHINA_TZ)
 
@@ -116,14 +116,20 @@ def test_skills_by_status_and_owner_with_conditional_review(store):
     assert [s.id for s in store.skills_of("res_a")] == ["skl_0", "skl_1", "skl_2"]
 
 
-def test_the_lifecycle_hooks_count_each_request_once_in_profile_and_index(aws):
-    from functions.identity.caller import Caller
-    from functions.requests import lifecycle as lc
-    from functions.requests.lifecycle import ServiceRequest
-    from functions.requests.volunteer_store import get_volunteer_service, record_accepted, record_outcome
+def test_the_lifecycle_events_count_each_request_once_in_profile_and_index(aws):
+    from functions import bootstrap
+    from functions.core.caller import Caller
+    from functions.requests import model as lc
+    from functions.requests.model import ServiceRequest, accepted_event, settled_event
+
+    def record_accepted(request):
+        return bootstrap.volunteers().record(accepted_event(request))
+
+    def record_outcome(request):
+        return bootstrap.volunteers().record(settled_event(request, NOW))
 
     volunteer = Caller(openid="openid-v", resident_id="res_v", household_id="hh_v", status="verified")
-    get_volunteer_service().update_profile(volunteer, ["pickup"], [], accepting=True)
+    bootstrap.volunteers().update_profile(volunteer, ["pickup"], [], accepting=True)
     request = ServiceRequest(
         id="req_1", status=lc.ACCEPTED, category="pickup", title="接孩子", description="", start_at=NOW,
         duration_minutes=60, requester_id="res_r", household_id="hh_r", payer_account="household:hh_r",

@@ -13,11 +13,11 @@ from botocore.client import BaseClient
 
 from functions.core import clock
 from functions.core.clock import CHINA_TZ
-from functions.identity.caller import Caller
+from functions.core.caller import Caller
 from functions.notifications.dynamo import DynamoDeliveryStore, outbox_page
 from functions.notifications.reminders import reminder_key
-from functions.requests import lifecycle as lc
-from functions.requests.lifecycle import ServiceRequest
+from functions.requests import model as lc
+from functions.requests.model import ServiceRequest
 from local.lambda_events import lambda_context
 
 EVENT = json.loads((Path(__file__).resolve().parents[2] / "events" / "send-reminders.json").read_text())
@@ -25,9 +25,9 @@ T0 = datetime(2026, 12, 2, 15, 0, tzinfo=CHINA_TZ)
 
 
 def resident(openid: str, building: str, room: str) -> Caller:
-    from functions.identity.wiring import get_identity_service
+    from functions import bootstrap
 
-    registered = get_identity_service().register(Caller(openid=openid), name="测试居民", phone="13900002222",
+    registered = bootstrap.identity().register(Caller(openid=openid), name="测试居民", phone="13900002222",
                                                  building=building, unit="1", room=room, birth_year=1975)
     return Caller(openid=openid, resident_id=registered.id, household_id=registered.household_id, status="verified")
 
@@ -52,23 +52,25 @@ def pinned():
 
 @pytest.fixture
 def people(aws, pinned):
-    from functions.notifications.wiring import get_notification_service
+    from functions import bootstrap
 
     requester, volunteer = resident("openid-elder-son", "2", "301"), resident("openid-helper", "4", "101")
     for caller in (requester, volunteer):
         for _ in range(2):  # one consent per message: two services, two reminders each
-            get_notification_service().record_consent(caller.openid, "reminder", accepted=True)
+            bootstrap.notifications().record_consent(caller.openid, "reminder", accepted=True)
     return requester, volunteer
 
 
 def save(request: ServiceRequest) -> None:
-    from functions.requests.wiring import get_request_store
+    from functions import bootstrap
 
-    get_request_store().record_for(request).save()
+    bootstrap.request_store().record_for(request).save()
 
 
 def run() -> dict:
-    from functions.app import send_reminders
+    from functions.app import app
+
+    send_reminders = app.handler_map["send-reminders"]
 
     return send_reminders(EVENT, lambda_context("send-reminders", 60))
 
@@ -95,9 +97,9 @@ def test_each_participant_is_reminded_once_within_the_lead_time(people, pinned):
 
 def test_without_consent_the_reminder_is_recorded_as_skipped(people, pinned):
     requester, volunteer = people
-    from functions.notifications.wiring import get_notification_service
+    from functions import bootstrap
 
-    get_notification_service().consents.exhaust(requester.openid, "reminder", T0)
+    bootstrap.notifications().consents.exhaust(requester.openid, "reminder", T0)
     save(service_request("req_1", requester, volunteer, T0 + timedelta(minutes=10)))
     assert run() == {"services": 1, "already": 0, "skipped": 1, "sent": 1}
     assert [o for o, _ in outbox()] == ["openid-helper"]

@@ -22,12 +22,13 @@ import requests
 from functions.core import clock
 from functions.core.errors import BusinessRuleViolation, ValidationError
 from functions.core.settings import get_settings
-from functions.identity.caller import Caller
-from functions.requests import lifecycle as lc
-from functions.requests.lifecycle import ServiceRequest
-from functions.safety.access_log_store import DynamoAccessLog, EvidenceAccessItem
-from functions.safety.evidence import MAX_UPLOAD_BYTES, AccessLogEntry, EvidenceService, evidence_key
-from functions.safety.evidence_storage import S3ObjectStorage
+from functions.core.caller import Caller
+from functions.requests import model as lc
+from functions.requests.model import ServiceRequest
+from functions.safety.dynamo import DynamoAccessLog, EvidenceAccessItem
+from functions.safety.model import MAX_UPLOAD_BYTES, AccessLogEntry, evidence_key
+from functions.safety.service import EvidenceService
+from functions.safety.s3 import S3ObjectStorage
 
 T = clock.CHINA_TZ
 NOW = datetime(2026, 12, 2, 15, 55, 7, tzinfo=T)

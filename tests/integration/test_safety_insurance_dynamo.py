@@ -3,7 +3,7 @@ and the queue consumer as Lambda runs it (real-shaped events, the SQS redrive to
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import boto3
@@ -11,13 +11,17 @@ import pytest
 
 from functions.core import clock
 from functions.core.errors import ValidationError
-from functions.core.messaging import QUEUES, SqsPublisher, dead_letter_queue_name, queue_name
-from functions.requests import lifecycle as lc
-from functions.requests.lifecycle import ServiceRequest
-from functions.requests.wiring import get_request_store
-from functions.safety.insurance import (ACTIVE, CANCELLED, InsurancePolicy, InsuranceRegister, export_range)
-from functions.safety.insurance_store import DynamoInsuranceRecordStore, InsuranceRecordItem
-from functions.safety.wiring import insurance_register
+from functions.adapters.sqs import SqsPublisher
+from functions.core.events import new_event
+from functions.requests.model import ACCEPTED_EVENT
+from functions.core.messaging import QUEUES, dead_letter_queue_name, queue_name
+from functions.requests import model as lc
+from functions.requests.model import ServiceRequest
+from functions import bootstrap
+from functions.safety.model import ACTIVE, CANCELLED, InsurancePolicy, export_range
+from functions.safety.service import InsuranceRegister
+from functions.safety.dynamo import DynamoInsuranceRecordStore, InsuranceRecordItem
+from functions import bootstrap
 from tests.queues import consumer
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
@@ -38,7 +42,7 @@ def service_request(request_id: str, start: datetime, status: str = lc.ACCEPTED)
 def stored_request(request_id: str, start: datetime, status: str = lc.ACCEPTED) -> ServiceRequest:
     """A request item written through the requests domain's own adapter (what the consumer reads)."""
     request = service_request(request_id, start, status)
-    get_request_store().record_for(request).save()
+    bootstrap.request_store().record_for(request).save()
     return request
 
 
@@ -89,7 +93,7 @@ def test_export_queries_months_in_service_order_with_cursors(register):
     for number, start in enumerate(starts):
         register.requests.add(f"req_{number}", start)
         register.record_accepted(f"req_{number}")
-    days = export_range("2026-12-01", "2027-02-28")
+    days = export_range(date(2026, 12, 1), date(2027, 2, 28))
     seen, cursor, pages = [], None, 0
     while True:
         page, cursor = register.export_page(days, 2, cursor)
@@ -113,7 +117,7 @@ def test_export_queries_months_in_service_order_with_cursors(register):
 ])
 def test_foreign_cursors_are_refused(register, cursor):
     with pytest.raises(ValidationError):
-        register.export_page(export_range("2026-12-01", "2026-12-31"), 10, cursor)
+        register.export_page(export_range(date(2026, 12, 1), date(2026, 12, 31)), 10, cursor)
 
 
 # --- the consumer as deployed --------------------------------------------------------------------------
@@ -125,14 +129,14 @@ def sample_event(name: str) -> dict:
 def test_app_handler_processes_the_sample_batch_with_one_write_per_request(app):
     clock.set_clock(lambda: NOW)
     event = sample_event("insurance-records.batch.json")
-    request_ids = sorted({json.loads(r["body"])["request_id"] for r in event["Records"]})
+    request_ids = sorted({json.loads(r["body"])["subject"] for r in event["Records"]})
     assert len(event["Records"]) == 4 and len(request_ids) == 3  # one duplicate delivery
     for number, request_id in enumerate(request_ids):
         stored_request(request_id, datetime(2026, 12, 2 + number, 10, 0, tzinfo=T))
     handler = app.handler_map["insurance-records"]
     assert handler(event, None) == {"batchItemFailures": []}
     assert sorted(i.request_id for i in InsuranceRecordItem.scan()) == request_ids
-    assert all(insurance_register().has_record(r) for r in request_ids)
+    assert all(bootstrap.insurance().has_record(r) for r in request_ids)
 
 
 def test_app_handler_reports_poison_records_and_keeps_the_good_ones(app):
@@ -141,7 +145,7 @@ def test_app_handler_reports_poison_records_and_keeps_the_good_ones(app):
     good, poison = set(), set()
     for record in event["Records"]:
         try:
-            request_id = json.loads(record["body"])["request_id"]
+            request_id = json.loads(record["body"])["subject"]
         except ValueError:
             poison.add(record["messageId"])
             continue
@@ -157,9 +161,10 @@ def test_poison_goes_to_the_dead_letter_queue_after_max_receives_and_good_messag
     clock.set_clock(lambda: NOW)
     stored_request("req_good", datetime(2026, 12, 2, 10, 0, tzinfo=T))
     publisher = SqsPublisher()
-    publisher.publish("insurance", {"type": "request.accepted", "request_id": "req_good"}, "accepted:req_good")
-    publisher.publish("insurance", {"type": "request.accepted", "request_id": "req_good"}, "accepted:req_good")
-    publisher.publish("insurance", {"type": "request.accepted", "request_id": "req_nobody"}, "accepted:req_nobody")
+    good, nobody = (new_event(ACCEPTED_EVENT, request_id, NOW) for request_id in ("req_good", "req_nobody"))
+    publisher.publish("insurance", good.message(), good.id)
+    publisher.publish("insurance", good.message(), good.id)
+    publisher.publish("insurance", nobody.message(), nobody.id)
     sqs = boto3.client("sqs")
     sqs.send_message(QueueUrl=sqs.get_queue_url(QueueName=queue_name("insurance"))["QueueUrl"],
                      MessageBody="{not json")
@@ -174,6 +179,5 @@ def test_poison_goes_to_the_dead_letter_queue_after_max_receives_and_good_messag
     dlq_url = sqs.get_queue_url(QueueName=dead_letter_queue_name("insurance"))["QueueUrl"]
     dead = sqs.receive_message(QueueUrl=dlq_url, MaxNumberOfMessages=10,
                                AttributeNames=["ApproximateReceiveCount"]).get("Messages", [])
-    assert sorted(m["Body"] for m in dead) == sorted(
-        ['{"type": "request.accepted", "request_id": "req_nobody"}', "{not json"])
+    assert sorted(m["Body"] for m in dead) == sorted([json.dumps(nobody.message(), ensure_ascii=False), "{not json"])
     assert sqs.receive_message(QueueUrl=main_url, MaxNumberOfMessages=10).get("Messages", []) == []

@@ -140,7 +140,7 @@ def test_schedules_fire_with_an_eventbridge_scheduled_event(running):
 def test_the_product_resources_are_provisioned_from_the_shared_definitions(running):
     runtime, _ = running
     from functions.core.settings import get_settings
-    from functions.core.storage import table_definitions
+    from functions.bootstrap import table_definitions
 
     dynamodb = boto3.client("dynamodb", endpoint_url=runtime.moto_endpoint, region_name=runtime.region)
     assert {d["TableName"] for d in table_definitions()} <= set(dynamodb.list_tables()["TableNames"])

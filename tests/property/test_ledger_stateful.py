@@ -32,16 +32,18 @@ from moto.dynamodb.models import dynamodb_backends
 
 from functions.core.errors import (IdempotencyMismatch, InsufficientCredits, InvalidState, NotFound,
                                    TimebankError, ValidationError)
-from functions.core.storage import create_tables, region
+from functions.adapters.dynamo import create_tables
+from functions.bootstrap import table_definitions
+from functions.core.settings import region
 from functions.core.validation import MAX_AMOUNT_MINUTES
 from functions.ledger.accounts import (ESCROW, ISSUANCE, POOL, household_account, parse_account, physical_id,
                                        resident_account, shard_for)
 from functions.ledger import dynamo
 from functions.ledger.dynamo import DynamoLedgerStore, LedgerBalanceItem, LedgerTransferItem
-from functions.ledger.ledger import Ledger
+from functions.ledger.service import Ledger
 from functions.ledger.model import BalanceRow, CommitHooks, SimulatedCrash, Totals, Transfer, TransferRecord
 from functions.ledger.reconciliation import reconcile
-from functions.ledger.store import InMemoryLedgerStore
+from tests.fakes.ledger import InMemoryLedgerStore
 from tests.property.ledger_support import CrashOnce
 
 SHARDS = 4
@@ -452,7 +454,7 @@ class DynamoLedgerMachine(LedgerMachine):
     def make_ledger(self) -> Ledger:
         self._mock = mock_aws()
         self._mock.start()
-        create_tables(boto3.client("dynamodb"), names=["ledger-transfers", "ledger-balances"])
+        create_tables(boto3.client("dynamodb"), table_definitions(), names=["ledger-transfers", "ledger-balances"])
         return Ledger(DynamoLedgerStore(sleep=lambda seconds: None), shards=SHARDS)
 
     def stored_state(self) -> tuple[list[TransferRecord], list[BalanceRow]]:

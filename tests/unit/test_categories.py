@@ -5,9 +5,9 @@ import pytest
 from hypothesis import given, strategies as st
 
 from functions.core.errors import NotFound, ValidationError
-from functions.requests.catalog import CategoryCatalog
-from functions.requests.categories import BUILTIN_CATEGORIES, Category, apply_changes, credit_minutes
-from functions.requests.category_store import InMemoryCategoryStore
+from functions.requests.service import CategoryCatalog
+from functions.requests.model import BUILTIN_CATEGORIES, Category, apply_changes, credit_minutes
+from tests.fakes.requests import InMemoryCategoryStore
 
 HOURLY = Category("x", "测试", credit_mode="per_hour", max_minutes=240)
 

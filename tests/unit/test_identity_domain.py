@@ -1,7 +1,7 @@
 import pytest
 
 from functions.core.errors import InvalidState
-from functions.identity.domain import (
+from functions.identity.model import (
     PENDING, REJECTED, VERIFIED, Address, are_relatives, effective_roles, household_id_for, mask_phone,
     reject_changes, verify_changes,
 )

@@ -9,31 +9,44 @@ from functions.core.errors import (
     AlreadyExists, BusinessRuleViolation, IdempotencyMismatch, InvalidState, LimitExceeded, NotFound, NotRelative,
     NotVerified, ValidationError,
 )
-from functions.identity.caller import Caller
-from functions.identity.domain import Address, household_id_for
-from functions.identity.relations import transfer_target
+from functions.core.caller import Caller
+from functions.identity.model import Address, household_id_for
 from functions.identity.service import (
     MAX_DEPENDANTS_PER_HOUSEHOLD, IdentityConfig, IdentityService, NotRegistered,
 )
-from functions.identity.store import InMemoryIdentityStore
+from tests.fakes.identity import InMemoryIdentityStore
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=clock.CHINA_TZ)
 
 
 class RecordingLedger:
-    """Grants like the ledger does: a second grant for one household is a no-op."""
+    """Transfers like the ledger does: a second transfer with one id is a no-op."""
 
     def __init__(self, fail_times: int = 0):
         self.granted: dict[str, int] = {}
         self.calls = 0
         self.fail_times = fail_times
 
-    def grant(self, household_id, amount, actor):
+    def transfer(self, transfer_id, debit, credit, asset="service", amount=0, kind="transfer", memo="",
+                 actor=None, request_id=None, also=()):
         self.calls += 1
         if self.fail_times:
             self.fail_times -= 1
             raise ConnectionError("ledger unreachable")
-        self.granted.setdefault(household_id, amount)
+        assert debit == "issuance" and credit.startswith("household:") and kind == "starting_credits"
+        self.granted.setdefault(credit.split(":", 1)[1], amount)
+
+
+def transfer_target(caller, to, service):
+    """What ``POST /v1/transfers`` does with a ``to``: the route's schema checks its shape, then
+    identity (the ledger's ``AccountOwners`` port) decides who may receive."""
+    from functions.ledger.routes import TRANSFER
+
+    cleaned = TRANSFER.validate({"to": to, "amount": 1})["to"]
+    if cleaned.get("pool"):
+        return "pool"
+    kind = "household_id" if "household_id" in cleaned else "resident_id"
+    return service.recipient(caller, kind, cleaned[kind])
 
 
 class Ids:
@@ -380,19 +393,17 @@ def test_transfer_target_refuses_rejected_residents_of_own_household(service, fa
 def test_transfer_target_malformed(service, families, to):
     with pytest.raises(ValidationError) as error:
         transfer_target(families[0], to, service)
-    assert "to" in error.value.details["fields"]
+    assert any(field == "to" or field.startswith("to.") for field in error.value.details["fields"])
 
 
 def test_directory_knows_household_members_but_not_rejected_claimants(service):
-    from functions.identity.directory import HouseholdDirectory
-
     alice = verified(service, "alice")
     grandma = service.add_dependant(alice, name="奶奶", birth_year=1940, relation="grandparent",
                                     idempotency_key=None)
     mallory = register(service, "mallory")
     service.reject("boss", mallory.id, "不是本户")
     elsewhere = verified(service, "bob", room="999")
-    directory = HouseholdDirectory(service)
+    directory = service
     assert directory.has_member(alice.household_id, alice.resident_id)
     assert directory.has_member(alice.household_id, grandma.id)
     assert not directory.has_member(alice.household_id, mallory.id)

@@ -7,7 +7,18 @@ import pytest
 from functions.core import clock
 from functions.core.errors import Unauthenticated
 from functions.core.settings import Settings
-from functions.identity.tokens import TokenSecretMissing, TokenSigner, secret_source, token_signer
+from functions.identity.tokens import TokenSecretMissing, TokenSigner, secret_source
+
+
+class _NoSecrets:
+    def get(self, name):
+        raise AssertionError(f"no secret {name} in this test")
+
+
+def token_signer(settings, secrets=None):
+    """How the composition root builds the signer of a stage."""
+    return TokenSigner(secret_source(settings, secrets or _NoSecrets()), settings.token_ttl_seconds)
+
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=clock.CHINA_TZ)
 
@@ -84,7 +95,7 @@ def test_correctly_signed_but_malformed_payloads_are_refused():
 
 
 def test_local_stages_use_the_configured_secret():
-    source = secret_source(Settings(stage="test", token_secret="local-secret"))
+    source = secret_source(Settings(stage="test", token_secret="local-secret"), _NoSecrets())
     assert source() == "local-secret"
 
 

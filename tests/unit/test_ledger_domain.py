@@ -14,10 +14,11 @@ from functions.core.errors import (Conflict, IdempotencyMismatch, InsufficientCr
 from functions.core.validation import MAX_AMOUNT_MINUTES
 from functions.ledger.accounts import (ESCROW, ISSUANCE, POOL, clearing_account, household_account,
                                        merchant_account, physical_id, resident_account, shard_for)
-from functions.ledger.ledger import MAX_BATCH, Ledger
+from functions.ledger.views import transfer_view
+from functions.ledger.service import MAX_BATCH, Ledger
 from functions.ledger.model import (CommitRejected, Hold, PostPending, Reverse, SimulatedCrash, Transfer,
                                     VoidPending)
-from functions.ledger.store import InMemoryLedgerStore
+from tests.fakes.ledger import InMemoryLedgerStore
 from tests.property.ledger_support import CrashOnce, FakeForeignWrite
 
 HH = household_account("hh_a")
@@ -582,7 +583,7 @@ def test_statement_is_newest_first_paginated_and_shows_current_status(ledger):
     assert second.items[1].status == "posted"
     third = ledger.statement(HH, limit=2, cursor=second.next_cursor)
     assert [r.id for r in third.items] == ["fund"] and third.next_cursor is None
-    public = third.items[0].public()
+    public = transfer_view(third.items[0])
     assert set(public) == {"id", "amount", "asset", "debit_account", "credit_account", "kind", "status", "memo",
                            "created_at"}
     exact = ledger.statement(HH2, limit=2)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from functions.ledger.accounts import ESCROW, ISSUANCE, household_account, resident_account
-from functions.ledger.ledger import Ledger
+from functions.ledger.service import Ledger
 from functions.ledger.model import BalanceRow, Totals, Transfer
 from functions.ledger.reconciliation import fold_transfers, reconcile
-from functions.ledger.store import InMemoryLedgerStore
+from tests.fakes.ledger import InMemoryLedgerStore
 
 HH = household_account("hh_a")
 HH2 = household_account("hh_b")

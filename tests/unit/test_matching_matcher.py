@@ -7,17 +7,24 @@ from datetime import datetime, timedelta
 import pytest
 
 from functions.core.clock import CHINA_TZ
-from functions.notifications.memory import InMemoryConsentStore, InMemoryDeliveryStore
-from functions.notifications.notifier import SendResult, SendStatus
+from tests.fakes.notifications import InMemoryConsentStore, InMemoryDeliveryStore
+from functions.notifications.model import SendResult, SendStatus
 from functions.notifications.service import NotificationService
-from functions.requests import lifecycle as lc
-from functions.requests.lifecycle import ServiceRequest
-from functions.requests.matching import Matcher, PoisonMessage, RetryLater
-from functions.requests.volunteer_store import InMemoryVolunteerStore
-from functions.requests.volunteers import VolunteerProfile, VolunteerStats
+from functions.requests import model as lc
+from functions.requests.model import ServiceRequest
+from functions.core.events import new_event, parse_event
+from functions.requests.model import POSTED_EVENT
+from functions.volunteers.matching import Matcher, PoisonMessage, RetryLater
+from tests.fakes.volunteers import InMemoryVolunteerStore
+from functions.volunteers.model import VolunteerProfile, VolunteerStats
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=CHINA_TZ)
-POSTED = {"type": "request.posted", "request_id": "req_1"}
+def posted(request_id: str) -> dict:
+    """The ``request.posted`` message the relay delivers (what the queue consumer parses)."""
+    return new_event(POSTED_EVENT, request_id, NOW, {"category": "pickup"}).message()
+
+
+POSTED = parse_event(posted("req_1"))
 
 
 class Requests:
@@ -154,16 +161,16 @@ def test_a_request_no_longer_open_is_acknowledged_without_matching(world):
 def test_no_candidates(world):
     matcher, store, _, notifier, requests = world
     requests.items["req_2"] = posted_request(id="req_2", category="pet")
-    report = matcher.handle({"type": "request.posted", "request_id": "req_2"})
+    report = matcher.handle(parse_event(posted("req_2")))
     assert report.outcome == "no_candidates" and notifier.sent == []
 
 
 @pytest.mark.parametrize("message", [
-    None, [], "req_1", {"type": "request.accepted", "request_id": "req_1"}, {"type": "request.posted"},
-    {"type": "request.posted", "request_id": 42}, {"type": "request.posted", "request_id": "x" * 200},
-    {"type": "request.posted", "request_id": "req_missing"},
+    None, [], "req_1", {"type": "request.posted", "request_id": "req_1"},
+    new_event("request.accepted", "req_1", NOW).message(), {**posted("req_1"), "subject": 42},
+    {**posted("req_1"), "subject": "x" * 201}, posted("req_missing"),
 ])
 def test_poison_messages(world, message):
     matcher, *_ = world
     with pytest.raises(PoisonMessage):
-        matcher.handle(message)
+        matcher.handle(parse_event(message))

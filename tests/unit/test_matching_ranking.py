@@ -8,10 +8,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from functions.core.clock import CHINA_TZ
-from functions.requests.matching import (
+from functions.volunteers.matching import (
     AVAILABLE_AT_START, AVAILABLE_THROUGHOUT, LOAD_PENALTY, MatchRequest, eligible, rank, score,
 )
-from functions.requests.volunteers import VolunteerProfile, VolunteerStats, Window
+from functions.volunteers.model import VolunteerProfile, VolunteerStats, Window
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=CHINA_TZ)           # a Tuesday
 START = datetime(2026, 12, 2, 8, 30, tzinfo=CHINA_TZ)         # Wednesday (isoweekday 3) 08:30

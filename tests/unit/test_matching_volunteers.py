@@ -8,14 +8,15 @@ import pytest
 
 from functions.core.clock import CHINA_TZ
 from functions.core.errors import AlreadyExists, Conflict, LimitExceeded, NotFound, ValidationError
-from functions.identity.caller import Caller
-from functions.requests import lifecycle as lc
-from functions.requests.lifecycle import ServiceRequest
-from functions.requests.volunteer_store import InMemoryVolunteerStore
-from functions.requests.volunteers import (
-    APPROVED, MAX_SKILLS_PER_VOLUNTEER, PENDING, REJECTED, SaveResult, VolunteerService, VolunteerStats, Window,
-    parse_availability,
+from functions.core.caller import Caller
+from functions.requests import model as lc
+from functions.requests.model import ServiceRequest
+from tests.fakes.volunteers import InMemoryVolunteerStore
+from functions.requests.model import accepted_event, cancelled_event, settled_event
+from functions.volunteers.model import (
+    APPROVED, MAX_SKILLS_PER_VOLUNTEER, PENDING, REJECTED, SaveResult, VolunteerStats, Window, parse_availability,
 )
+from functions.volunteers.service import VolunteerService
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=CHINA_TZ)
 CATEGORIES = ["pickup", "childcare", "tutoring", "parcel", "companion", "pet", "volunteer"]
@@ -38,7 +39,7 @@ def store() -> InMemoryVolunteerStore:
 
 @pytest.fixture
 def service(store) -> VolunteerService:
-    return VolunteerService(store, Places(), category_ids=lambda: CATEGORIES, now=lambda: NOW)
+    return VolunteerService(store, Places(), category_ids=lambda: CATEGORIES, requests=None, now=lambda: NOW)
 
 
 def fields(error: pytest.ExceptionInfo) -> dict[str, str]:
@@ -128,7 +129,7 @@ def test_no_profile_yet_is_not_found(service):
 
 
 def test_a_concurrent_write_is_retried_on_top_of_the_latest_version(store):
-    service = VolunteerService(store, Places(), category_ids=lambda: CATEGORIES, now=lambda: NOW)
+    service = VolunteerService(store, Places(), category_ids=lambda: CATEGORIES, requests=None, now=lambda: NOW)
     service.update_profile(caller(), ["pickup"], [], accepting=True)
     real_get = store.get_profile
     raced = {"done": False}
@@ -154,7 +155,7 @@ def test_gives_up_after_repeated_conflicts(store):
         def save_profile(self, profile, previous, marker=None):
             return SaveResult.CONFLICT
 
-    service = VolunteerService(AlwaysConflicting(), Places(), category_ids=lambda: CATEGORIES, now=lambda: NOW)
+    service = VolunteerService(AlwaysConflicting(), Places(), category_ids=lambda: CATEGORIES, requests=None, now=lambda: NOW)
     with pytest.raises(Conflict):
         service.update_profile(caller(), ["pet"], [], accepting=True)
 
@@ -220,12 +221,22 @@ def served(status: str, closed_by: str = "system", rating: int | None = None, **
     return ServiceRequest(**values)
 
 
+def lifecycle_event(request: ServiceRequest):
+    """The event the request lifecycle writes when ``request`` reached its status."""
+    if request.status == lc.ACCEPTED:
+        return accepted_event(request)
+    if request.status == lc.SETTLED:
+        return settled_event(request, NOW)
+    before = replace(request, status=lc.ACCEPTED if request.volunteer_id else lc.OPEN)
+    return cancelled_event(before, request, NOW)
+
+
 def test_outcomes_are_counted_once_per_request(service, store):
     service.update_profile(caller(), ["pickup"], [], accepting=True)
-    assert service.record_accepted(served(lc.ACCEPTED))
-    assert not service.record_accepted(served(lc.ACCEPTED))
-    assert service.record_outcome(served(lc.SETTLED, rating=5))
-    assert not service.record_outcome(served(lc.SETTLED, rating=5))
+    assert service.record(lifecycle_event(served(lc.ACCEPTED)))
+    assert not service.record(lifecycle_event(served(lc.ACCEPTED)))
+    assert service.record(lifecycle_event(served(lc.SETTLED, rating=5)))
+    assert not service.record(lifecycle_event(served(lc.SETTLED, rating=5)))
     stats = store.get_profile("res_a").stats
     assert (stats.accepted, stats.completed, stats.failed, stats.rating_sum, stats.rating_count) == (1, 1, 0, 5, 1)
     assert stats.load(NOW) == 1
@@ -234,26 +245,25 @@ def test_outcomes_are_counted_once_per_request(service, store):
 
 
 def test_outcome_counts_the_acceptance_when_it_was_never_reported(service, store):
-    service.record_outcome(served(lc.SETTLED, id="req_2"))
+    service.record(lifecycle_event(served(lc.SETTLED, id="req_2")))
     stats = store.get_profile("res_a").stats
     assert (stats.accepted, stats.completed) == (1, 1)
 
 
 def test_requester_cancellation_is_not_the_volunteers_failure_but_an_admin_refund_is(service, store):
-    assert not service.record_outcome(served(lc.CANCELLED, id="req_3", closed_by="res_req"))
-    assert service.record_outcome(served(lc.CANCELLED, id="req_4", closed_by="admin-test", rating=1))
+    assert not service.record(lifecycle_event(served(lc.CANCELLED, id="req_3", closed_by="res_req")))
+    assert service.record(lifecycle_event(served(lc.CANCELLED, id="req_4", closed_by="admin-test", rating=1)))
     stats = store.get_profile("res_a").stats
     assert (stats.accepted, stats.completed, stats.failed, stats.rating_count) == (2, 0, 1, 0)
 
 
 def test_unfinished_or_unaccepted_requests_are_ignored(service, store):
-    assert not service.record_outcome(served(lc.COMPLETED))
-    assert not service.record_outcome(served(lc.EXPIRED, volunteer_id=None, accepted_at=None))
+    assert not service.record(lifecycle_event(served(lc.EXPIRED, volunteer_id=None, accepted_at=None)))
     assert store.get_profile("res_a") is None
 
 
 def test_statistics_of_someone_without_a_profile_do_not_make_them_a_candidate(service, store):
-    service.record_outcome(served(lc.SETTLED))
+    service.record(lifecycle_event(served(lc.SETTLED)))
     assert store.get_profile("res_a").matchable_categories() == frozenset()
     assert store.candidates("pickup") == []
     with pytest.raises(NotFound):

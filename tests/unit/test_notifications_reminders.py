@@ -7,12 +7,12 @@ import pytest
 
 from functions.core import clock
 from functions.core.clock import CHINA_TZ
-from functions.notifications.memory import InMemoryConsentStore, InMemoryDeliveryStore
-from functions.notifications.notifier import SendResult, SendStatus
+from tests.fakes.notifications import InMemoryConsentStore, InMemoryDeliveryStore
+from functions.notifications.model import SendResult, SendStatus
 from functions.notifications.reminders import ReminderService, reminder_key
 from functions.notifications.service import SKIPPED, NotificationService
-from functions.requests import lifecycle as lc
-from functions.requests.lifecycle import ServiceRequest
+from functions.requests import model as lc
+from functions.requests.model import ServiceRequest
 
 T0 = datetime(2026, 12, 2, 15, 0, tzinfo=CHINA_TZ)
 OPENIDS = {"res_req": "openid-req", "res_vol": "openid-vol", "res_req2": "openid-req2", "res_vol2": "openid-vol2"}

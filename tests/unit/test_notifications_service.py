@@ -7,8 +7,8 @@ import pytest
 
 from functions.core.clock import CHINA_TZ
 from functions.core.errors import ValidationError
-from functions.notifications.memory import InMemoryConsentStore, InMemoryDeliveryStore
-from functions.notifications.notifier import SendResult, SendStatus
+from tests.fakes.notifications import InMemoryConsentStore, InMemoryDeliveryStore
+from functions.notifications.model import SendResult, SendStatus
 from functions.notifications.service import (
     FAILED, REFUSED, SENT, SKIPPED, DeliveryOutcome, NotificationService,
 )

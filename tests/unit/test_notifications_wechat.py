@@ -6,9 +6,9 @@ import logging
 
 import pytest
 
-from functions.core.secrets import SecretNotConfigured
-from functions.notifications.notifier import SendStatus
-from functions.notifications.templates import TemplateRegistry
+from functions.adapters.secrets import SecretNotConfigured
+from functions.notifications.model import SendStatus
+from functions.notifications.model import TemplateRegistry
 from functions.notifications.wechat import TransportError, WeChatSubscribeNotifier
 
 BASE = "https://api.weixin.qq.com"

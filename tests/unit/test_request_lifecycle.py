@@ -5,8 +5,8 @@ import pytest
 
 from functions.core.clock import CHINA_TZ
 from functions.core.errors import BusinessRuleViolation, Forbidden, InvalidState, ValidationError
-from functions.identity.caller import Caller
-from functions.requests import lifecycle as lc
+from functions.core.caller import Caller
+from functions.requests import model as lc
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=CHINA_TZ)
 REQUESTER = Caller("o-req", "res_req", "hh_req", "verified", frozenset({"resident"}))

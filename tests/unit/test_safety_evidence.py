@@ -11,13 +11,12 @@ import pytest
 
 from functions.core import clock
 from functions.core.errors import BusinessRuleViolation, Forbidden, InvalidState, NotFound, ValidationError
-from functions.identity.caller import Caller
-from functions.requests import lifecycle as lc
-from functions.requests.lifecycle import ServiceRequest
-from functions.safety.evidence import (MAX_UPLOAD_BYTES, UPLOAD_EXPIRES_SECONDS, VIEW_EXPIRES_SECONDS,
-                                       EvidenceService, InMemoryAccessLog, InMemoryObjectStorage,
-                                       evidence_key, issued_at_of)
-from functions.safety.wiring import evidence_service
+from functions.core.caller import Caller
+from functions.requests import model as lc
+from functions.requests.model import ServiceRequest
+from functions.safety.model import MAX_UPLOAD_BYTES, UPLOAD_EXPIRES_SECONDS, VIEW_EXPIRES_SECONDS, evidence_key, issued_at_of
+from functions.safety.service import EvidenceService
+from tests.fakes.safety import InMemoryAccessLog, InMemoryObjectStorage
 
 T = clock.CHINA_TZ
 NOW = datetime(2026, 12, 2, 15, 55, 7, tzinfo=T)
@@ -200,9 +199,9 @@ def test_keys_not_issued_for_the_request_are_refused_without_a_look(key):
 
 
 def test_the_request_service_is_wired_to_the_evidence_check(aws):
-    from functions.requests.wiring import get_request_service
+    from functions import bootstrap
 
-    assert get_request_service().evidence is evidence_service()
+    assert bootstrap.requests().evidence is bootstrap.evidence()
 
 
 # --- viewing ------------------------------------------------------------------------------------------

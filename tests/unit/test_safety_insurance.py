@@ -12,13 +12,35 @@ import pytest
 
 from functions.core import clock
 from functions.core.errors import InvalidState, LimitExceeded, NotFound, ValidationError
-from functions.requests import lifecycle as lc
-from functions.requests.lifecycle import ServiceRequest
-from functions.safety import insurance as ins
-from functions.safety.export import insured_list_csv
-from functions.safety.insurance import (ACTIVE, CANCELLED, InMemoryInsuranceRecordStore, InsurancePolicy,
-                                        InsuranceRegister, covered_window, export_range, parse_message)
-from functions.safety.insurance_consumer import handle_insurance_batch
+from functions.requests import model as lc
+from functions.requests.model import ServiceRequest
+from functions.core.events import parse_event
+from functions.safety import model as ins
+from functions.safety import service as register_module
+from functions.safety.model import ACTIVE, CANCELLED, InsurancePolicy, covered_window
+from functions.safety.service import InsuranceRegister
+from functions.safety.views import insurance_record_view, insured_list_csv
+from tests.fakes.safety import InMemoryInsuranceRecordStore
+
+def export_range(raw_from, raw_to):
+    """What the insured-list route does with ``?from=&to=``: its query schema, then the range rule."""
+    from functions.safety.routes import INSURED_QUERY
+
+    params = INSURED_QUERY.query({k: v for k, v in (("from", raw_from), ("to", raw_to)) if v is not None})
+    return ins.export_range(params["from"], params["to"])
+
+
+def handle_insurance_batch(event, register):
+    """The deployed ``insurance-records`` handler, with ``register`` in place of the real one."""
+    from functions import bootstrap
+    from functions.app import app
+
+    bootstrap.use("insurance", register)
+    try:
+        return app.handler_map["insurance-records"](event, None)
+    finally:
+        bootstrap.reset()
+
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 T = clock.CHINA_TZ
@@ -75,7 +97,7 @@ def test_accepted_request_gets_a_record_with_volunteer_window_and_policy():
     assert (record.insurer, record.policy_number, record.status) == ("示范保险股份有限公司", "DEMO-2026-0001", ACTIVE)
     assert record.created_at == NOW and record.service_date == date(2026, 12, 2)
     assert register.has_record("req_a") and not register.has_record("req_other")
-    as_json = record.to_dict()
+    as_json = insurance_record_view(record)
     assert as_json["covered_from"] == "2026-12-02T15:30:00+08:00" and as_json["service_date"] == "2026-12-02"
 
 
@@ -161,7 +183,7 @@ def test_export_pages_through_the_range_in_service_order():
 
 
 def test_export_all_refuses_more_than_the_row_cap(monkeypatch):
-    monkeypatch.setattr(ins, "MAX_EXPORT_ROWS", 2)
+    monkeypatch.setattr(register_module, "MAX_EXPORT_ROWS", 2)
     requests = [service_request(f"req_{i}") for i in range(3)]
     register, _ = register_with(*requests)
     for r in requests:
@@ -186,14 +208,17 @@ def test_csv_is_excel_friendly_and_defuses_formulas():
 
 @pytest.mark.parametrize("body", [
     "not json", "[]", '"x"', "{}", '{"type": "request.accepted"}',
-    '{"type": "request.accepted", "request_id": 5}', '{"type": "request.accepted", "request_id": "../x"}',
-    '{"type": "request.posted", "request_id": "req_a"}',
+    '{"type": "request.accepted", "request_id": "req_a"}',
+    '{"event_id": "evt_1", "type": "request.accepted", "subject": 5, "occurred_at": "2026-12-01T08:00:00+08:00"}',
+    '{"event_id": "evt_1", "type": "request.accepted", "subject": "req_a", "occurred_at": "yesterday"}',
+    '{"event_id": "evt_1", "type": "request.posted", "subject": "req_a", "occurred_at": "2026-12-01T08:00:00+08:00"}',
 ])
 def test_malformed_messages_are_poison(body):
-    from functions.core.queue_consumer import PoisonMessage, parse_json_object
+    from functions.core.messaging import PoisonMessage, parse_json_object
 
+    register, _ = register_with()
     with pytest.raises(PoisonMessage):
-        parse_message(parse_json_object(body))
+        register.handle(parse_event(parse_json_object(body)))
 
 
 def load_event(name: str) -> dict:
@@ -211,7 +236,7 @@ def split_batch(event: dict) -> tuple[set[str], set[str]]:
     known, poison = set(), set()
     for record in event["Records"]:
         try:
-            request_id = json.loads(record["body"])["request_id"]
+            request_id = json.loads(record["body"])["subject"]
         except ValueError:
             poison.add(record["messageId"])
             continue

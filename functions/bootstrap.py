@@ -1,0 +1,346 @@
+"""The composition root: the one place that builds every service and adapter and hands each
+domain the ports it needs.
+
+Each factory builds its object on first use and keeps it for the life of the process (a warm
+Lambda); ``use(name, obj)`` installs a replacement (tests: fakes, hooks) and ``reset()``
+forgets everything (tests that change settings or start a fresh moto account). Naming: one
+factory per thing, named for the thing (``bootstrap.ledger()``, ``bootstrap.requests()``).
+
+Domains never import each other's services or adapters; what one needs of another it gets
+here, as a port (a Protocol of its own ``ports.py``) implemented by the other's service or by
+an adapter class below, or it reacts to the other's domain events (``core.events``).
+
+Modules are imported inside the factories: the HTTP function imports what its routes use when
+a route first runs, and queue- or admin-only code is never imported by a function that does not
+run it.
+"""
+from __future__ import annotations
+
+import importlib
+import threading
+from datetime import timedelta
+from typing import Any, Callable, Mapping, TypeVar
+
+from functions.core.caller import Auth, Caller
+from functions.core.settings import get_settings
+
+T = TypeVar("T")
+
+# Every module that defines tables (``@table``): what tests, ``make run`` and infra create.
+MODEL_MODULES = (
+    "functions.adapters.outbox",
+    "functions.identity.dynamo",
+    "functions.ledger.dynamo",
+    "functions.requests.dynamo",
+    "functions.volunteers.dynamo",
+    "functions.safety.dynamo",
+    "functions.notifications.dynamo",
+)
+
+_built: dict[str, Any] = {}
+_lock = threading.RLock()
+
+
+def _once(name: str, build: Callable[[], T]) -> T:
+    try:
+        return _built[name]
+    except KeyError:
+        pass
+    with _lock:
+        if name not in _built:
+            _built[name] = build()
+        return _built[name]
+
+
+def use(name: str, obj: Any) -> None:
+    """Install ``obj`` as what the factory ``name`` returns (tests)."""
+    with _lock:
+        _built[name] = obj
+
+
+def reset() -> None:
+    """Forget every built object: the next call builds it again from the current settings."""
+    with _lock:
+        _built.clear()
+    get_settings.cache_clear()
+
+
+def table_definitions() -> list[dict[str, Any]]:
+    """Every table of the product (boto3 ``create_table`` arguments, plus logical name and TTL)."""
+    for module in MODEL_MODULES:
+        importlib.import_module(module)
+    from functions.adapters.dynamo import table_definitions as definitions
+
+    return definitions()
+
+
+# --- platform ----------------------------------------------------------------------------------
+
+def secrets() -> Any:
+    from functions.adapters.secrets import ParameterStoreSecrets
+
+    return _once("secrets", ParameterStoreSecrets)
+
+
+def publisher() -> Any:
+    from functions.adapters.sqs import SqsPublisher
+
+    return _once("publisher", SqsPublisher)
+
+
+def outbox() -> Any:
+    from functions.adapters.outbox import DynamoOutbox
+
+    return _once("outbox", DynamoOutbox)
+
+
+def relay() -> Any:
+    from functions.adapters.outbox import Relay
+
+    return _once("relay", lambda: Relay(publisher()))
+
+
+# --- ledger ------------------------------------------------------------------------------------
+
+def ledger() -> Any:
+    def build() -> Any:
+        from functions.ledger.dynamo import DynamoLedgerStore
+        from functions.ledger.service import Ledger
+
+        settings = get_settings()
+        return Ledger(DynamoLedgerStore(), shards=settings.ledger_shards,
+                      household_cap=settings.household_balance_cap)
+
+    return _once("ledger", build)
+
+
+def account_owners() -> Any:
+    """The ledger's ``AccountOwners`` port: identity knows who owns resident and household accounts."""
+    return identity()
+
+
+# --- identity ----------------------------------------------------------------------------------
+
+def identity() -> Any:
+    def build() -> Any:
+        from functions.identity.dynamo import DynamoIdentityStore
+        from functions.identity.service import IdentityConfig, IdentityService
+
+        settings = get_settings()
+        return IdentityService(
+            DynamoIdentityStore(), ledger(),
+            IdentityConfig(community_id=settings.community_id, admin_openids=settings.admin_openids,
+                           starting_credits=settings.starting_credits))
+
+    return _once("identity", build)
+
+
+def tokens() -> Any:
+    def build() -> Any:
+        from functions.identity.tokens import TokenSigner, secret_source
+
+        settings = get_settings()
+        return TokenSigner(secret_source(settings, secrets()), settings.token_ttl_seconds)
+
+    return _once("tokens", build)
+
+
+def wechat_login() -> Any:
+    def build() -> Any:
+        from functions.identity.wechat import wechat_client
+
+        settings = get_settings()
+        return wechat_client(settings, None if settings.is_local else secrets())
+
+    return _once("wechat_login", build)
+
+
+def authenticate(headers: Mapping[str, str], level: Auth) -> Caller:
+    """``core.web``'s authenticator: the bearer token and identity's login state."""
+    from functions.identity.auth import authenticate as identity_authenticate
+
+    return identity_authenticate(headers, level, identity=identity(), tokens=tokens())
+
+
+# --- requests ----------------------------------------------------------------------------------
+
+def catalog() -> Any:
+    def build() -> Any:
+        from functions.requests.dynamo import DynamoCategoryStore
+        from functions.requests.service import CategoryCatalog, configured_overrides
+
+        return CategoryCatalog(DynamoCategoryStore(), configured_overrides())
+
+    return _once("catalog", build)
+
+
+def request_store() -> Any:
+    def build() -> Any:
+        from functions.requests.dynamo import DynamoRequestStore
+        from functions.requests.service import auto_confirm_period
+
+        return DynamoRequestStore(auto_confirm_period())
+
+    return _once("request_store", build)
+
+
+def requests() -> Any:
+    def build() -> Any:
+        from functions.requests.service import RequestService
+
+        return RequestService(request_store(), ledger(), catalog(), outbox(), relay(),
+                              insurance=insurance(), households=identity(), evidence=evidence())
+
+    return _once("requests", build)
+
+
+# --- volunteers --------------------------------------------------------------------------------
+
+class _IdentityPlaces:
+    """Volunteers' ``Places`` port: buildings from identity's households, normalised so "3幢"
+    and "3栋" are one building."""
+
+    def building_of(self, household_id: str) -> str | None:
+        household = identity().store.get_household(household_id)
+        return household.address.normalised()[0] if household is not None else None
+
+
+def volunteer_store() -> Any:
+    from functions.volunteers.dynamo import DynamoVolunteerStore
+
+    return _once("volunteer_store", DynamoVolunteerStore)
+
+
+def volunteers() -> Any:
+    def build() -> Any:
+        from functions.volunteers.service import VolunteerService
+
+        return VolunteerService(volunteer_store(), _IdentityPlaces(),
+                                category_ids=lambda: [c.id for c in catalog().all()],
+                                requests=request_store())
+
+    return _once("volunteers", build)
+
+
+def matcher() -> Any:
+    def build() -> Any:
+        from functions.volunteers.matching import Matcher
+
+        return Matcher(request_store(), _IdentityPlaces(), volunteer_store(), volunteer_store(),
+                       notifications(), category_name=lambda c: catalog().get(c).name,
+                       notify_count=get_settings().match_notify_count)
+
+    return _once("matcher", build)
+
+
+# --- safety ------------------------------------------------------------------------------------
+
+def _category_name(category_id: str) -> str:
+    from functions.core.errors import NotFound
+
+    try:
+        return catalog().get(category_id).name
+    except NotFound:
+        return category_id  # a category removed since: the id still identifies it
+
+
+def insurance() -> Any:
+    def build() -> Any:
+        from functions.safety.dynamo import DynamoInsuranceRecordStore
+        from functions.safety.model import InsurancePolicy
+        from functions.safety.service import InsuranceRegister
+
+        settings = get_settings()
+        policy = InsurancePolicy(settings.insurer, settings.insurance_policy_number,
+                                 timedelta(minutes=settings.insurance_buffer_minutes))
+        return InsuranceRegister(DynamoInsuranceRecordStore(), request_store(), _category_name, policy)
+
+    return _once("insurance", build)
+
+
+def evidence() -> Any:
+    def build() -> Any:
+        from functions.safety.dynamo import DynamoAccessLog
+        from functions.safety.service import EvidenceService
+        from functions.safety.s3 import S3ObjectStorage
+
+        settings = get_settings()
+        return EvidenceService(request_store(), S3ObjectStorage(settings.evidence_bucket), DynamoAccessLog(),
+                               retention_days=settings.evidence_retention_days)
+
+    return _once("evidence", build)
+
+
+# --- notifications -----------------------------------------------------------------------------
+
+def templates() -> Any:
+    def build() -> Any:
+        from functions.notifications.model import TemplateRegistry
+
+        settings = get_settings()
+        return TemplateRegistry(settings.wechat_templates, local_defaults=settings.is_local)
+
+    return _once("templates", build)
+
+
+def notifier() -> Any:
+    def build() -> Any:
+        settings = get_settings()
+        if settings.is_local:
+            from functions.notifications.dynamo import OutboxNotifier
+
+            return OutboxNotifier(templates())
+        from functions.notifications.wechat import WeChatSubscribeNotifier
+
+        store = secrets()
+        return WeChatSubscribeNotifier(
+            settings.wechat_api_base,
+            app_id=lambda: store.get(settings.wechat_app_id_parameter),
+            app_secret=lambda: store.get(settings.wechat_app_secret_parameter),
+            templates=templates(), miniprogram_state=settings.wechat_miniprogram_state)
+
+    return _once("notifier", build)
+
+
+def notifications() -> Any:
+    def build() -> Any:
+        from functions.notifications.dynamo import DynamoConsentStore, DynamoDeliveryStore
+        from functions.notifications.service import NotificationService
+
+        return NotificationService(DynamoConsentStore(), DynamoDeliveryStore(), notifier())
+
+    return _once("notifications", build)
+
+
+def outbox_reader() -> Any:
+    from functions.notifications.dynamo import DynamoOutboxReader
+
+    return _once("outbox_reader", DynamoOutboxReader)
+
+
+class _IdentityContacts:
+    """Notifications' ``Contacts`` port: openids of residents, from identity (one GetItem when
+    the household is known)."""
+
+    def openid_of(self, resident_id: str, household_id: str | None) -> str | None:
+        from functions.core.errors import NotFound
+
+        service = identity()
+        if household_id is not None:
+            resident = service.store.get_resident(household_id, resident_id)
+            return resident.openid if resident is not None else None
+        try:
+            return service.resident(resident_id).openid
+        except NotFound:
+            return None
+
+
+def reminders() -> Any:
+    def build() -> Any:
+        from functions.notifications.reminders import ReminderService
+
+        return ReminderService(requests(), _IdentityContacts(), notifications(),
+                               lead=timedelta(minutes=get_settings().reminder_lead_minutes))
+
+    return _once("reminders", build)
+

@@ -1,0 +1,74 @@
+"""What identity's use cases need from outside: its store, the ledger (starting credits), and
+WeChat's login exchange."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Protocol, Sequence
+
+from functions.identity.model import Dependant, Household, Login, Member, RelativeDeclaration, Resident
+
+
+class IdentityStore(Protocol):
+    def get_login(self, openid: str) -> Login | None: ...
+
+    def create_resident(self, resident: Resident, household: Household) -> None:
+        """All or nothing: the login item gains the resident (only if it had none — else
+        ``AlreadyExists``), the resident is stored, and the household is created if absent."""
+
+    def get_resident(self, household_id: str, resident_id: str) -> Resident | None: ...
+
+    def find_member(self, member_id: str) -> Member | None:
+        """A resident or dependant by id alone (eventually consistent index read)."""
+
+    def get_member(self, household_id: str, member_id: str) -> Member | None: ...
+
+    def list_members(self, household_id: str) -> list[Member]: ...
+
+    def create_dependant(self, dependant: Dependant) -> bool:
+        """Store it unless the id exists; False when it existed (the caller compares content)."""
+
+    def update_resident_status(self, resident: Resident, expected_status: str) -> bool:
+        """Write the new status (and review fields) of ``resident`` on the resident and its
+        login, only if the stored status is still ``expected_status``; False otherwise."""
+
+    def list_residents_by_status(self, status: str, limit: int,
+                                 cursor: dict[str, Any] | None) -> tuple[list[Resident], dict[str, Any] | None]: ...
+
+    def set_roles(self, resident: Resident, roles: frozenset[str]) -> None:
+        """Store the resident's roles on the resident and its login together."""
+
+    def get_household(self, household_id: str) -> Household | None: ...
+
+    def mark_credits_granted(self, household_id: str, at: datetime) -> None:
+        """Idempotent: the first time wins."""
+
+    def put_declaration(self, declaration: RelativeDeclaration) -> bool:
+        """False when this household already declared that one (nothing is written)."""
+
+    def get_declaration(self, household_id: str, relative_household_id: str) -> RelativeDeclaration | None: ...
+
+    def declarations_between(self, first: str, second: str) -> set[tuple[str, str]]:
+        """Which of (first→second, second→first) exist."""
+
+    def declarations_by(self, household_id: str) -> list[RelativeDeclaration]: ...
+
+    def declarations_of(self, relative_household_id: str) -> list[RelativeDeclaration]:
+        """Declarations other households made naming this one."""
+
+    def delete_declaration(self, household_id: str, relative_household_id: str) -> bool: ...
+
+    def bump_token_version(self, openid: str) -> int: ...
+
+
+class StartingLedger(Protocol):
+    """The part of the ledger identity uses: one transfer (issuance → household), joined with
+    identity's own writes (``also``) into one transaction."""
+
+    def transfer(self, transfer_id: str, debit: str, credit: str, asset: str = "service", amount: int = 0,
+                 kind: str = "transfer", memo: str = "", actor: str | None = None,
+                 request_id: str | None = None, also: Sequence[Any] = ()) -> Any: ...
+
+
+class WeChatLogin(Protocol):
+    def code_to_session(self, code: str) -> Any:
+        """The ``WeChatSession`` (openid) of a ``wx.login`` code."""

@@ -1,0 +1,57 @@
+"""What the ledger's use cases need from storage: commit a plan atomically (all conditions
+checked, every failed one reported, nothing applied unless all hold), a few keyed reads, the
+statement query and full scans for reconciliation.
+
+``dynamo.DynamoLedgerStore`` is the real adapter; ``tests/fakes/ledger.py`` has an in-memory
+twin with the same transactional semantics for fast domain tests.
+"""
+from __future__ import annotations
+
+from typing import Iterable, Protocol
+
+from functions.core.caller import Caller
+from functions.ledger.accounts import Account
+from functions.ledger.model import BalanceRow, CommitHooks, Plan, Totals, TransferRecord
+
+
+class LedgerStore(Protocol):
+    hooks: CommitHooks
+
+    def commit(self, plan: Plan) -> None:
+        """Apply every write of ``plan`` or none; ``CommitRejected`` when a condition fails."""
+
+    def get_transfer(self, transfer_id: str) -> TransferRecord | None: ...
+
+    def get_transfers(self, transfer_ids: list[str]) -> dict[str, TransferRecord]: ...
+
+    def get_balances(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], Totals]:
+        """(physical, asset) -> totals, for the keys that exist."""
+
+    def account_balances(self, physical: str) -> dict[str, Totals]:
+        """asset -> totals of one physical account."""
+
+    def statement(self, account_id: str, before: str | None, limit: int) -> list[TransferRecord]:
+        """Up to ``limit`` transfers debiting or crediting ``account_id`` with
+        ``sort_key < before``, newest first."""
+
+    def account_seen(self, account_id: str, physicals: list[str]) -> bool:
+        """Whether the ledger has ever recorded anything for the account."""
+
+    def scan_transfers(self) -> Iterable[TransferRecord]: ...
+
+    def scan_balances(self) -> Iterable[BalanceRow]: ...
+
+
+class AccountOwners(Protocol):
+    """Who owns the accounts: what the credit routes need to know about people (identity
+    implements it; the ledger never reads another domain's tables)."""
+
+    def recipient(self, caller: Caller, kind: str, target_id: str) -> str:
+        """The account ``kind`` ("household_id" / "resident_id") ``target_id`` names, if the
+        caller may pay it (own household, declared relatives); NotFound / NotRelative otherwise."""
+
+    def shares_household(self, caller: Caller, resident_id: str) -> bool:
+        """Whether the resident is a member of the caller's household."""
+
+    def exists(self, account: Account) -> bool:
+        """Whether a resident or household account names someone registered."""

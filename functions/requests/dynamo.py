@@ -1,0 +1,341 @@
+"""DynamoDB adapters of requests: the requests table and the categories table.
+
+Requests.
+
+Indexes (each a Query, never a Scan, on request paths):
+- ``by_status``       status + created_key         → the feed, newest first
+- ``by_status_category`` status#category + created_key → the feed filtered by category
+- ``by_due``          status + due_at              → schedules: expiry (open), reminders
+                                                     (accepted), auto-confirm (completed)
+- ``by_household``    household_id + created_key   → a household's own requests
+- ``by_volunteer``    volunteer_id + created_key   → a volunteer's services
+``due_at`` is set per state: open → start_at (an unaccepted need expires when it should have
+started), accepted → start_at, completed → completed_at + auto-confirm period; other states
+drop it so the schedule index stays small.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from dataclasses import replace
+from typing import Any, Iterator, Sequence
+
+import json
+from decimal import Decimal
+
+from pynamodb.attributes import ListAttribute, NumberAttribute, UnicodeAttribute
+from pynamodb.exceptions import DoesNotExist, TransactWriteError, UpdateError
+from pynamodb.expressions.update import Action
+from pynamodb.indexes import GlobalSecondaryIndex
+from pynamodb.models import Model
+from pynamodb.transactions import TransactWrite
+
+from functions.adapters.dynamo import (bad_cursor, cancelled_by_condition, condition_failed, index_meta, make_meta,
+                                       new_transaction, table)
+from functions.core import clock
+from functions.core.errors import InvalidState, NotFound
+from functions.core.validation import MAX_ID_LENGTH
+from functions.requests import model as lc
+from functions.requests.model import Category, RoundingBand, ServiceRequest
+
+_DATE_FIELDS = ("start_at", "created_at", "accepted_at", "checked_in_at", "completed_at", "settled_at")
+_OPTIONAL = ("beneficiary_member_id", "volunteer_id", "volunteer_household_id", "credits_paid",
+             "accepted_at", "checked_in_at", "completed_at", "completed_minutes", "settled_at",
+             "settlement_transfer_id", "rating", "comment", "reason", "disputed_by", "closed_by")
+
+
+class RequestByStatus(GlobalSecondaryIndex):
+    Meta = index_meta("by-status")
+    status = UnicodeAttribute(hash_key=True)
+    created_key = UnicodeAttribute(range_key=True)
+
+
+class RequestByStatusCategory(GlobalSecondaryIndex):
+    Meta = index_meta("by-status-category")
+    status_category = UnicodeAttribute(hash_key=True)
+    created_key = UnicodeAttribute(range_key=True)
+
+
+class RequestByDue(GlobalSecondaryIndex):
+    Meta = index_meta("by-due")
+    status = UnicodeAttribute(hash_key=True)
+    due_at = UnicodeAttribute(range_key=True)
+
+
+class RequestByHousehold(GlobalSecondaryIndex):
+    Meta = index_meta("by-household")
+    household_id = UnicodeAttribute(hash_key=True)
+    created_key = UnicodeAttribute(range_key=True)
+
+
+class RequestByVolunteer(GlobalSecondaryIndex):
+    Meta = index_meta("by-volunteer")
+    volunteer_id = UnicodeAttribute(hash_key=True)
+    created_key = UnicodeAttribute(range_key=True)
+
+
+@table
+class RequestItem(Model):
+    Meta = make_meta("requests")
+    request_id = UnicodeAttribute(hash_key=True)
+    status = UnicodeAttribute()
+    status_category = UnicodeAttribute()
+    due_at = UnicodeAttribute(null=True)
+    category = UnicodeAttribute()
+    title = UnicodeAttribute()
+    description = UnicodeAttribute()
+    start_at = UnicodeAttribute()
+    duration_minutes = NumberAttribute()
+    requester_id = UnicodeAttribute()
+    household_id = UnicodeAttribute()
+    payer_account = UnicodeAttribute()
+    hold_transfer_id = UnicodeAttribute()
+    credits_held = NumberAttribute()
+    created_at = UnicodeAttribute()
+    created_key = UnicodeAttribute()  # sort key of the lists: microseconds + id, so no ties
+    content_hash = UnicodeAttribute()
+    beneficiary_member_id = UnicodeAttribute(null=True)
+    volunteer_id = UnicodeAttribute(null=True)
+    volunteer_household_id = UnicodeAttribute(null=True)
+    credits_paid = NumberAttribute(null=True)
+    accepted_at = UnicodeAttribute(null=True)
+    checked_in_at = UnicodeAttribute(null=True)
+    completed_at = UnicodeAttribute(null=True)
+    completed_minutes = NumberAttribute(null=True)
+    settled_at = UnicodeAttribute(null=True)
+    settlement_transfer_id = UnicodeAttribute(null=True)
+    evidence_keys = ListAttribute(of=UnicodeAttribute, default=list)
+    rating = NumberAttribute(null=True)
+    comment = UnicodeAttribute(null=True)
+    reason = UnicodeAttribute(null=True)
+    disputed_by = UnicodeAttribute(null=True)
+    closed_by = UnicodeAttribute(null=True)
+
+    by_status = RequestByStatus()
+    by_status_category = RequestByStatusCategory()
+    by_due = RequestByDue()
+    by_household = RequestByHousehold()
+    by_volunteer = RequestByVolunteer()
+
+
+def _to_store(value: Any) -> Any:
+    return clock.isoformat(value) if isinstance(value, datetime) else value
+
+
+def _from_record(record: RequestItem) -> ServiceRequest:
+    data = {name: getattr(record, "request_id" if name == "id" else name)
+            for name in ServiceRequest.__dataclass_fields__}
+    for name in _DATE_FIELDS:
+        if data[name] is not None:
+            data[name] = clock.parse_iso(data[name])
+    for name in ("duration_minutes", "credits_held", "credits_paid", "completed_minutes", "rating"):
+        if data[name] is not None:
+            data[name] = int(data[name])
+    data["evidence_keys"] = list(data["evidence_keys"] or [])
+    return ServiceRequest(**data)
+
+
+def created_key(created_at: datetime, request_id: str) -> str:
+    return f"{created_at.astimezone(timezone.utc):%Y%m%dT%H%M%S.%f}#{request_id}"
+
+
+def due_at_for(status: str, start_at: datetime, completed_at: datetime | None,
+               auto_confirm_after: timedelta) -> str | None:
+    if status in (lc.OPEN, lc.ACCEPTED):
+        return clock.isoformat(start_at)
+    if status == lc.COMPLETED and completed_at is not None:
+        return clock.isoformat(completed_at + auto_confirm_after)
+    return None
+
+
+class RequestWrite:
+    """A write of a request item that joins a ledger transaction (``also=`` of the ledger).
+
+    The condition on the state read is what makes status and credits move together: if another
+    actor got there first, the whole transaction (hold/post/void included) is cancelled.
+    """
+
+    def __init__(self, store: "DynamoRequestStore", request: ServiceRequest, changes: dict[str, Any] | None,
+                 expected_status: str | None):
+        self.store, self.request, self.changes, self.expected_status = store, request, changes, expected_status
+
+    def add_to(self, transaction: TransactWrite) -> None:
+        if self.expected_status is None:
+            transaction.save(self.store.record_for(self.request),
+                             condition=RequestItem.request_id.does_not_exist())
+        else:
+            transaction.update(RequestItem(self.request.id),
+                               actions=self.store.actions(self.request, self.changes or {}),
+                               condition=RequestItem.status == self.expected_status)
+
+
+MAX_REQUEST_ID = MAX_ID_LENGTH
+
+
+def _checked_cursor(cursor: dict | None, partition: tuple[str, str], sort_key: str) -> dict | None:
+    """Only a last evaluated key of this query (its index, its partition) reaches DynamoDB, which
+    refuses any other ExclusiveStartKey with a ValidationException (a 500, not the caller's 400)."""
+    if cursor is None:
+        return None
+    name, value = partition
+    if (set(cursor) != {"request_id", name, sort_key} or cursor[name] != {"S": value}
+            or not all(isinstance(v, dict) and set(v) == {"S"} and isinstance(v["S"], str) and v["S"]
+                       for v in cursor.values())):
+        raise bad_cursor()
+    return cursor
+
+
+class DynamoRequestStore:
+    def __init__(self, auto_confirm_after: timedelta):
+        self.auto_confirm_after = auto_confirm_after
+
+    # --- reads ------------------------------------------------------------------------------
+    def get(self, request_id: str) -> ServiceRequest:
+        if not request_id or len(request_id) > MAX_REQUEST_ID:
+            raise NotFound("没有这个需求", {"request_id": request_id[:MAX_REQUEST_ID]})
+        try:
+            return _from_record(RequestItem.get(request_id, consistent_read=True))
+        except DoesNotExist:
+            raise NotFound("没有这个需求", {"request_id": request_id}) from None
+
+    def find(self, request_id: str) -> ServiceRequest | None:
+        try:
+            return self.get(request_id)
+        except NotFound:
+            return None
+
+    def get_many(self, request_ids: list[str]) -> dict[str, ServiceRequest]:
+        """One BatchGetItem per 100 ids (eventually consistent: for lists, not decisions)."""
+        return {record.request_id: _from_record(record) for record in RequestItem.batch_get(request_ids)}
+
+    def feed(self, category: str | None, limit: int, cursor: dict | None,
+             exclude_household: str | None) -> tuple[list[ServiceRequest], dict | None]:
+        """Open needs newest first, without the caller's household (a filter, so a page may need
+        more than one Query; the cursor is DynamoDB's own last evaluated key)."""
+        items: list[ServiceRequest] = []
+        last_key = (_checked_cursor(cursor, ("status_category", f"{lc.OPEN}#{category}"), "created_key") if category
+                    else _checked_cursor(cursor, ("status", lc.OPEN), "created_key"))
+        while len(items) < limit:
+            if category:
+                query = RequestItem.by_status_category.query(
+                    f"{lc.OPEN}#{category}", scan_index_forward=False, limit=limit - len(items),
+                    last_evaluated_key=last_key,
+                    filter_condition=(RequestItem.household_id != exclude_household) if exclude_household else None)
+            else:
+                query = RequestItem.by_status.query(
+                    lc.OPEN, scan_index_forward=False, limit=limit - len(items), last_evaluated_key=last_key,
+                    filter_condition=(RequestItem.household_id != exclude_household) if exclude_household else None)
+            items.extend(_from_record(r) for r in query)
+            last_key = query.last_evaluated_key
+            if not last_key:
+                break
+        return items, last_key
+
+    def by_household(self, household_id: str, limit: int, cursor: dict | None):
+        query = RequestItem.by_household.query(
+            household_id, scan_index_forward=False, limit=limit,
+            last_evaluated_key=_checked_cursor(cursor, ("household_id", household_id), "created_key"))
+        return [_from_record(r) for r in query], query.last_evaluated_key
+
+    def by_volunteer(self, volunteer_id: str, limit: int, cursor: dict | None):
+        query = RequestItem.by_volunteer.query(
+            volunteer_id, scan_index_forward=False, limit=limit,
+            last_evaluated_key=_checked_cursor(cursor, ("volunteer_id", volunteer_id), "created_key"))
+        return [_from_record(r) for r in query], query.last_evaluated_key
+
+    def due(self, status: str, until: datetime, since: datetime | None = None) -> Iterator[ServiceRequest]:
+        condition = (RequestItem.due_at.between(clock.isoformat(since), clock.isoformat(until))
+                     if since else RequestItem.due_at <= clock.isoformat(until))
+        for record in RequestItem.by_due.query(status, range_key_condition=condition):
+            yield _from_record(record)
+
+    # --- writes -----------------------------------------------------------------------------
+    def record_for(self, request: ServiceRequest) -> RequestItem:
+        values = {("request_id" if name == "id" else name): _to_store(getattr(request, name))
+                  for name in ServiceRequest.__dataclass_fields__}
+        return RequestItem(
+            created_key=created_key(request.created_at, request.id),
+            status_category=f"{request.status}#{request.category}",
+            due_at=due_at_for(request.status, request.start_at, request.completed_at, self.auto_confirm_after),
+            **values,
+        )
+
+    def actions(self, request: ServiceRequest, changes: dict[str, Any]) -> list[Action]:
+        status = changes.get("status", request.status)
+        completed_at = changes.get("completed_at", request.completed_at)
+        actions: list[Action] = []
+        for name, value in changes.items():
+            attribute = getattr(RequestItem, name)
+            actions.append(attribute.remove() if value is None else attribute.set(_to_store(value)))
+        actions.append(RequestItem.status_category.set(f"{status}#{request.category}"))
+        due = due_at_for(status, request.start_at, completed_at, self.auto_confirm_after)
+        actions.append(RequestItem.due_at.set(due) if due else RequestItem.due_at.remove())
+        return actions
+
+    def transition(self, request: ServiceRequest, changes: dict[str, Any], also: Sequence[Any] = ()) -> ServiceRequest:
+        """Apply ``changes`` (with ``also``, in one transaction) if the request is still in the
+        state it was read in; returns the request as changed, without reading it again."""
+        changed = InvalidState("需求状态已变化，请刷新后重试", {"request_id": request.id})
+        try:
+            if not also:
+                RequestItem(request.id).update(actions=self.actions(request, changes),
+                                               condition=RequestItem.status == request.status)
+            else:
+                with new_transaction() as transaction:
+                    self.write(request, changes, expected_status=request.status).add_to(transaction)
+                    for write in also:
+                        write.add_to(transaction)
+        except UpdateError as error:
+            if condition_failed(error):
+                raise changed from None
+            raise
+        except TransactWriteError as error:
+            if cancelled_by_condition(error):
+                raise changed from None
+            raise
+        return replace(request, **changes)
+
+    def write(self, request: ServiceRequest, changes: dict[str, Any] | None = None,
+              expected_status: str | None = None) -> RequestWrite:
+        return RequestWrite(self, request, changes, expected_status)
+
+
+# --- categories ----------------------------------------------------------------------------------
+# Only admin changes are stored; built-ins need no seeding. One partition holds this community's
+# handful of categories, so listing them is a single Query (1 call, ≤ ~10 items), never a Scan.
+
+CATEGORY_PARTITION = "categories"
+
+
+@table
+class CategoryItem(Model):
+    Meta = make_meta("categories")
+    partition = UnicodeAttribute(hash_key=True)
+    category_id = UnicodeAttribute(range_key=True)
+    tariff = UnicodeAttribute()  # JSON of Category.to_dict(): one attribute keeps the schema flat
+    updated_by = UnicodeAttribute(null=True)
+
+
+def category_from_dict(data: dict, builtin: bool = True) -> Category:
+    return Category(
+        id=data["id"], name=data["name"], credit_mode=data["credit_mode"],
+        multiplier=Decimal(str(data["multiplier"])),
+        rounding=tuple(RoundingBand(b["max_minutes"], b["credit_minutes"]) for b in data["rounding"]),
+        max_minutes=data["max_minutes"], credit_per_service=data["credit_per_service"],
+        credit_eligible=data["credit_eligible"], requires_insurance=data["requires_insurance"],
+        requires_evidence=data["requires_evidence"], builtin=builtin,
+    )
+
+
+class DynamoCategoryStore:
+    def load_all(self) -> dict[str, Category]:
+        return {
+            record.category_id: category_from_dict(json.loads(record.tariff))
+            for record in CategoryItem.query(CATEGORY_PARTITION)
+        }
+
+    def save(self, category: Category, actor: str) -> None:
+        payload = category.to_dict()
+        # Keep the exact decimal, not the float the API shows.
+        payload["multiplier"] = str(category.multiplier)
+        CategoryItem(CATEGORY_PARTITION, category.id, tariff=json.dumps(payload, ensure_ascii=False),
+                       updated_by=actor).save()

@@ -1,0 +1,1 @@
+"""The platform Blueprint: health, the OpenAPI document and the event relay's sweep (no domain rules)."""

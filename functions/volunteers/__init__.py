@@ -1,0 +1,1 @@
+"""Volunteers: profiles, 志愿帮 skills, statistics and matching."""
