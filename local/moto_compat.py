@@ -63,7 +63,10 @@ every instance forever: memory and latency grow without bound
     Measured on a server driving a real workload: 5.9 GB RSS after ~490 business operations
     (each a handful of TransactWriteItems on tables of a few thousand items); throughput fell
     from 2.95 to 1.41 operations/s over 300 operations; the same workload with (1) and (2)
-    avoided ran flat at ~0.17 s per operation.
+    avoided ran flat at ~0.17 s per operation. A reproducible soak (sequential whole orders over
+    HTTP): as shipped, 300 orders: RSS 206 -> 2,312 MB, 1.85 -> 1.08 orders/s, 958,537 Items
+    alive for 2,321 stored; both avoided, 2,000 orders: 327 MB, 2.36 -> 2.13 orders/s, 14,235
+    Items alive for 14,235 stored.
 
     Proposed fix:
     - (1) journal instead of snapshot: before each Put/Update/Delete of the transaction, record
@@ -134,6 +137,7 @@ class _State:
 
 _state = _State()
 _lock = threading.Lock()
+_BaseModel: Any = None  # moto's BaseModel, once installed
 
 
 _NEW = "moto.core.common_models:BaseModel.__new__"
@@ -212,6 +216,8 @@ def install() -> None:
             _NEW: BaseModel.__dict__["__new__"],
             _TRANSACT: DynamoDBBackend.__dict__["transact_write_items"],
         }
+        global _BaseModel
+        _BaseModel = BaseModel
         # Assigning __new__ after class creation needs the explicit staticmethod; CPython then
         # updates the allocation slot of every subclass too.
         BaseModel.__new__ = staticmethod(_new_untracked)  # type: ignore[assignment]
@@ -252,10 +258,9 @@ def describe() -> str:
 # --- instance tracking ---------------------------------------------------------------------
 
 def _new_untracked(cls: type, *args: Any, **kwargs: Any) -> Any:
-    from moto.core.common_models import BaseModel
-
-    # As moto's BaseModel.__new__: the next __new__ in the MRO, without arguments.
-    instance = super(BaseModel, cls).__new__(cls)  # type: ignore[misc]
+    # As moto's BaseModel.__new__: the next __new__ in the MRO, without arguments. (BaseModel
+    # is bound at install; an import here would run on every model instance.)
+    instance = super(_BaseModel, cls).__new__(cls)  # type: ignore[misc]
     if cls.__module__ in TRACKED_MODULES:
         cls.instances_tracked.append(instance)  # type: ignore[attr-defined]
     return instance
