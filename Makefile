@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 COMMUNITY ?= demo
 
-.PHONY: run test bench package deploy destroy ledger-check clean
+.PHONY: run test bench soak package deploy destroy ledger-check clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ test: $(STAMP)
 ## Print DynamoDB calls/items per business operation and cold import times.
 bench: $(STAMP)
 	$(PY) -m bench
+
+## make run under a day of traffic, with and without the moto compat layer: make soak [ORDERS=2000]
+soak: $(STAMP)
+	$(PY) -m bench soak $(if $(ORDERS),--orders $(ORDERS),)
 
 ## Build the deployable artefacts: make package COMMUNITY=demo (or COMMUNITY="demo fuyuan", or all)
 package: $(STAMP)

@@ -1,10 +1,19 @@
-"""``make bench``: prints figures; nothing here asserts on time. See bench/README.md."""
+"""``make bench``: prints figures; nothing here asserts on time. See bench/README.md.
+
+``python -m bench soak [--orders 2000]`` (``make soak``): the optional soak of ``make run``."""
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
-from bench.environment import use_bench_environment
+if sys.argv[1:2] == ["soak"]:
+    # Optional part, before the bench environment replaces this one: the soak runs make run's
+    # own community in child processes (bench/soak.py).
+    from bench.soak import main as soak_main
+
+    sys.exit(soak_main(sys.argv[2:]))
+
+from bench.environment import use_bench_environment  # noqa: E402
 
 use_bench_environment()  # before anything imports functions/
 

@@ -2,14 +2,21 @@
 from __future__ import annotations
 
 import errno
-import functools
 import json
 import threading
 from http.server import BaseHTTPRequestHandler
 
 from chalice import Chalice
 from chalice.config import Config
-from chalice.local import ChaliceRequestHandler, ForbiddenError, LocalDevServer, LocalGateway, create_local_server
+from chalice.local import (
+    ChaliceRequestHandler,
+    CustomLocalChalice,
+    ForbiddenError,
+    LocalChalice,
+    LocalDevServer,
+    LocalGateway,
+    ThreadedHTTPServer,
+)
 
 from local.moto_server import PortBusy
 
@@ -38,17 +45,37 @@ class ContractRequestHandler(ChaliceRequestHandler):
         BaseHTTPRequestHandler.__init__(self, request, client_address, server)  # type: ignore[arg-type]
 
 
+class ConcurrentHTTPServer(ThreadedHTTPServer):
+    """API Gateway takes every client's connection. chalice local's server (a thread per
+    request already) listens with socketserver's backlog of 5, so a burst of clients overflows
+    the accept queue between two accepts: the kernel drops their SYNs (a retry seconds later)
+    or resets them (20 parallel clients saw 12 resets). The requests themselves still meet one
+    at a time in moto (local/moto_server.py), by design."""
+
+    request_queue_size = 1024  # the kernel caps it at net.core.somaxconn
+    daemon_threads = True      # a request in flight does not hold up stopping the runtime
+
+
+def serve_app_locally(app: Chalice) -> None:
+    """What ``chalice.local.create_local_server`` does to the app: ``app.current_request``
+    becomes per thread, which the threaded server needs. Only once per app object: a second
+    time would make ``CustomLocalChalice`` its own base class (TypeError)."""
+    if not isinstance(app, CustomLocalChalice):
+        CustomLocalChalice.__bases__ = (LocalChalice, app.__class__)
+        app.__class__ = CustomLocalChalice
+
+
 class ApiServer:
     def __init__(self, app: Chalice, host: str, port: int):
         config = Config.create(chalice_stage="local", app_name=app.app_name,
                                lambda_timeout=API_TIMEOUT_SECONDS, lambda_memory_size=512)
+        serve_app_locally(app)
         try:
-            # create_local_server also makes app.current_request thread-local, which the
-            # threaded HTTP server needs.
-            self._server: LocalDevServer = create_local_server(app, config, host, port)
-            # Same server, with the handler that answers unknown routes in the contract's shape.
-            self._server.server.RequestHandlerClass = functools.partial(
-                ContractRequestHandler, app_object=app, config=config)
+            # chalice local's server with the handler that answers unknown routes in the
+            # contract's shape, and a listen backlog that takes a burst of clients.
+            self._server = LocalDevServer(app, config, host, port,
+                                          handler_cls=ContractRequestHandler,
+                                          server_cls=ConcurrentHTTPServer)
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
                 raise PortBusy(f"HTTP API: port {port} on {host} is already in use (another "

@@ -5,6 +5,9 @@ request on its own thread, so the API, the queue consumers and the schedules cal
 once could interleave inside a backend. Here the same server runs single-threaded: every AWS
 call of the process is serialized through one thread. Consequently nobody may long-poll
 (``WaitTimeSeconds`` > 0) — it would stall everyone else; the consumers short-poll.
+
+Before serving it installs ``local.moto_compat`` (unless ``TIMEBANK_MOTO_COMPAT=off``): without
+it moto's memory and time per request grow with everything ever stored.
 """
 from __future__ import annotations
 
@@ -19,6 +22,8 @@ from moto.moto_server.werkzeug_app import (
 )
 from moto.server import ThreadedMotoServer
 from werkzeug.serving import make_server
+
+from local import moto_compat
 
 
 class PortBusy(RuntimeError):
@@ -46,8 +51,11 @@ class SerializedMotoServer(ThreadedMotoServer):
     def __init__(self, host: str, port: int):
         super().__init__(ip_address=host, port=port, verbose=False)
         self._socket: socket.socket | None = None
+        self.compat_layer = False
 
     def start(self) -> None:
+        # Fails (MotoCompatError) before anything listens if moto is not what the layer expects.
+        self.compat_layer = moto_compat.install_unless_disabled()
         # werkzeug logs one line per request; AWS calls are the runtime's plumbing, not news.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         self._socket = bind_listening_socket(self._ip_address, self._port, "moto server",

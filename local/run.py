@@ -16,6 +16,7 @@ import time
 from typing import Sequence
 
 from local.config import parse_config
+from local.moto_compat import MotoCompatError
 from local.moto_server import PortBusy
 from local.runtime import LocalRuntime
 
@@ -47,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     runtime = LocalRuntime(config)
     try:
         runtime.start()
-    except PortBusy as exc:
+    except (PortBusy, MotoCompatError) as exc:
         log.error("%s", exc)
         return 2
     log.info("ready in %.1fs — %s/v1/health ; Ctrl-C stops", time.monotonic() - began,

@@ -72,8 +72,10 @@ class LocalRuntime:
         else:
             self.moto = SerializedMotoServer(config.host, config.moto_port)
             self.moto.start()
-            log.info("moto: %s (DynamoDB, SQS, S3; in memory, one request at a time)",
-                     self.moto.endpoint)
+            from local import moto_compat
+
+            log.info("moto: %s (DynamoDB, SQS, S3; in memory, one request at a time; %s)",
+                     self.moto.endpoint, moto_compat.describe())
         prepare_environment(config, self.moto_endpoint)
         from functions.core.settings import get_settings, reset_settings
 

@@ -24,6 +24,12 @@ import boto3  # noqa: E402
 import pytest  # noqa: E402
 from moto import mock_aws  # noqa: E402
 
+# moto compatibility layer (local/moto_compat.py), as `make run` has it: item-level transaction
+# rollback, no list of every model instance. TIMEBANK_MOTO_COMPAT=off runs moto as shipped.
+from local import moto_compat  # noqa: E402
+
+moto_compat.install_unless_disabled()
+
 from functions.core import clock  # noqa: E402
 from functions.core.settings import reset_settings  # noqa: E402
 
