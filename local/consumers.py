@@ -70,12 +70,19 @@ class QueueConsumer:
         self._retry_delay = max(0, math.ceil(retry_delay))
         self._thread = threading.Thread(target=self._run, name=f"sqs:{binding.handler_name}",
                                         daemon=True)
+        self._wake = threading.Event()
         self.batches_handled = 0
+
+    def wake(self) -> None:
+        """A message was just sent to this queue: poll now instead of sleeping out the interval
+        (the relay calls this through ``functions.adapters.sqs.published_listeners``)."""
+        self._wake.set()
 
     def start(self) -> None:
         self._thread.start()
 
     def join(self, timeout: float | None = None) -> None:
+        self._wake.set()  # the stop flag is set: do not sleep out the poll interval
         if self._thread.ident is not None:  # started
             self._thread.join(timeout)
 
@@ -90,7 +97,8 @@ class QueueConsumer:
                 received = 0
             # A full batch suggests more are waiting: poll again at once.
             if received < min(self.binding.batch_size, SQS_MAX_BATCH):
-                self._stop.wait(self._poll_interval)
+                self._wake.wait(self._poll_interval)
+                self._wake.clear()
 
     def poll_once(self) -> int:
         """Receive one batch and hand it to the handler; returns how many messages came."""

@@ -41,6 +41,7 @@ class LocalRuntime:
         self.consumers: list[QueueConsumer] = []
         self.schedules: list[ScheduleRunner] = []
         self.region = ""
+        self._listener: Callable[[str], None] | None = None
 
     @property
     def api_url(self) -> str:
@@ -72,10 +73,12 @@ class LocalRuntime:
         else:
             self.moto = SerializedMotoServer(config.host, config.moto_port)
             self.moto.start()
+            self.moto.serve_this_process()
             from local import moto_compat
 
-            log.info("moto: %s (DynamoDB, SQS, S3; in memory, one request at a time; %s)",
-                     self.moto.endpoint, moto_compat.describe())
+            log.info("moto: %s (DynamoDB, SQS, S3; in memory, one request at a time; %s; %s)",
+                     self.moto.endpoint, moto_compat.describe(),
+                     "this process's calls in-process" if self.moto.in_process else "all calls over HTTP")
         prepare_environment(config, self.moto_endpoint)
         from functions.core.settings import get_settings, reset_settings
 
@@ -94,6 +97,7 @@ class LocalRuntime:
         log.info("api: %s (try %s/v1/health)", self.api.url, self.api.url)
 
         self._wire_event_sources()
+        self._wake_on_publish()
         for worker in [*self.consumers, *self.schedules]:
             worker.start()
 
@@ -135,6 +139,23 @@ class LocalRuntime:
                  else ("none (no schedule handlers)" if self.config.schedules else "off"))
         if unsupported:
             log.warning("not run locally: %s", ", ".join(unsupported))
+
+    def _wake_on_publish(self) -> None:
+        """Deployed, SQS wakes a consumer's event source mapping when a message arrives; here the
+        publisher tells the consumer of that queue at once, so an event reaches its consumer in
+        milliseconds, not after a poll interval."""
+        from functions.adapters import sqs
+        from functions.core.messaging import queue_name
+
+        by_queue = {consumer.binding.queue_name: consumer for consumer in self.consumers}
+
+        def wake(logical_queue: str) -> None:
+            consumer = by_queue.get(queue_name(logical_queue))
+            if consumer is not None:
+                consumer.wake()
+
+        self._listener = wake
+        sqs.published_listeners.append(wake)
 
     def _consumer_for(self, source: SQSEventConfig) -> QueueConsumer:
         from functions.core.messaging import QUEUES, queue_name
@@ -187,6 +208,12 @@ class LocalRuntime:
     def stop(self) -> None:
         """Stops everything that started; safe to call twice or after a failed start."""
         self._stop.set()
+        if self._listener is not None:
+            from functions.adapters import sqs
+
+            if self._listener in sqs.published_listeners:
+                sqs.published_listeners.remove(self._listener)
+            self._listener = None
         started = time.monotonic()
         for worker in [*self.consumers, *self.schedules]:
             worker.join(max(0.1, JOIN_TIMEOUT_SECONDS - (time.monotonic() - started)))

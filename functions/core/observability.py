@@ -63,8 +63,9 @@ def invocation(event: Any, get_response: Callable[[Any], Any]) -> Any:
     request_id, correlation_id, kind = _ids(event)
     cold = _cold_start
     _cold_start = False
-    logger.append_keys(function_request_id=request_id, correlation_id=correlation_id, cold_start=cold,
-                       invocation=kind)
+    # Thread-local: Lambda runs one invocation per process, the local runtime several at once.
+    logger.thread_safe_append_keys(function_request_id=request_id, correlation_id=correlation_id,
+                                   cold_start=cold, invocation=kind)
     if cold:
         metrics.add_metadata(key="cold_start", value=True)
     try:
@@ -74,4 +75,4 @@ def invocation(event: Any, get_response: Callable[[Any], Any]) -> Any:
             if metrics.metric_set:
                 metrics.flush_metrics()
         finally:
-            logger.remove_keys(["function_request_id", "correlation_id", "cold_start", "invocation"])
+            logger.thread_safe_remove_keys(["function_request_id", "correlation_id", "cold_start", "invocation"])

@@ -28,7 +28,7 @@ from chalice import Blueprint, Response
 
 from functions.core.caller import Auth
 from functions.core.errors import IdempotencyMismatch, NotFound, TimebankError, ValidationError
-from functions.core.observability import logger
+from functions.core.observability import count, logger
 from functions.core.validation import Field, FieldError, Id, Schema, Str, field_error
 
 MAX_BODY_BYTES = 64 * 1024
@@ -239,6 +239,8 @@ def route(bp: Blueprint, path: str, methods: list[str] | None = None, *, auth: A
                     NO_BODY.validate(ctx.json())  # no fields accepted: name any that were sent
                 result = view(ctx, **url_params)
             except TimebankError as error:
+                if error.status in (409, 422):
+                    count("Refused")  # a business rule or a conflict said no (not bad input)
                 return error_response(error)
             except Exception:  # noqa: BLE001 - the one place unexpected faults become a 500
                 logger.exception("unhandled error", extra={"route": path, "method": request.method})

@@ -216,3 +216,50 @@ def test_concurrent_callers_are_served_one_request_at_a_time(running):
     wait_for(lambda: len(recorder.handled_bodies) >= 50, "fifty handled messages")
     assert sorted(b["n"] for b in recorder.handled_bodies) == sorted(
         w * 100 + n for w in range(5) for n in range(10))
+
+
+def test_a_publish_wakes_its_consumer_instead_of_waiting_out_the_poll_interval(sample_queue_registered):
+    """With an hour between polls, only the relay's wake-up can deliver the message in time."""
+    from dataclasses import replace
+
+    from functions.adapters.sqs import SqsPublisher
+
+    recorder = Recorder()
+    runtime = LocalRuntime(replace(FAST, poll_interval_seconds=3600),
+                           app_factory=lambda: build_sample_app(recorder))
+    runtime.start()
+    try:
+        wait_for(lambda: all(c._thread.is_alive() for c in runtime.consumers), "consumers started")
+        time.sleep(0.2)  # let the consumer finish its first (empty) poll and go to sleep
+        SqsPublisher().publish(SAMPLE_QUEUE.logical_name, {"n": 1})
+        assert wait_for(lambda: recorder.bodies_seen(), "the woken consumer", timeout=20) == [{"n": 1}]
+    finally:
+        runtime.stop()
+
+
+def test_this_process_reaches_moto_without_a_socket_and_other_processes_still_can(running):
+    runtime, _ = running
+    assert runtime.moto.in_process
+    served_over_http: list[str] = []
+    original = runtime.moto._app
+
+    def counting(environ, start_response):
+        served_over_http.append(environ.get("HTTP_X_AMZ_TARGET", ""))
+        return original(environ, start_response)
+
+    runtime.moto._app = counting
+    try:
+        local = boto3.client("dynamodb", endpoint_url=runtime.moto_endpoint, region_name=runtime.region)
+        tables = local.list_tables()["TableNames"]
+        assert served_over_http == []  # dispatched to moto's backend directly
+        import subprocess
+        import sys
+
+        listed = subprocess.run(
+            [sys.executable, "-c", "import boto3, json; print(json.dumps(boto3.client('dynamodb', "
+             f"endpoint_url='{runtime.moto_endpoint}', region_name='{runtime.region}', aws_access_key_id='x', "
+             "aws_secret_access_key='x').list_tables()['TableNames']))"],
+            capture_output=True, text=True, check=True, timeout=60).stdout
+        assert json.loads(listed) == tables and served_over_http  # the other process used the socket
+    finally:
+        runtime.moto._app = original

@@ -90,7 +90,7 @@ def test_real_aws_mode_keeps_the_developers_credentials_and_does_not_compete_wit
     env = {"AWS_PROFILE": "work", "AWS_ENDPOINT_URL": "http://old", "TIMEBANK_COMMUNITY": "xihu"}
     prepare_environment(config, None, env)
     assert env == {"AWS_PROFILE": "work", "TIMEBANK_COMMUNITY": "xihu", "TIMEBANK_STAGE": "local",
-                   "TIMEBANK_ADMIN_OPENIDS": "admin-demo"}
+                   "TIMEBANK_ADMIN_OPENIDS": "admin-demo", "POWERTOOLS_METRICS_DISABLED": "true"}
 
 
 def test_unknown_aws_mode_is_refused():
