@@ -25,12 +25,27 @@ COMMUNITY_DEFAULTS = {
 }
 
 
+def community_file_environment(community_id: str) -> dict[str, str]:
+    """What deploying ``infra/communities/<id>.toml`` would set, minus what only a deployed
+    stack has (its stage, resource names, secret parameter names): ``make run`` and the
+    package read the same file, so a tariff or an insurer is the same in both."""
+    from infra.config import COMMUNITIES_DIR, load_community
+
+    if not (COMMUNITIES_DIR / f"{community_id}.toml").is_file():
+        return {}
+    deployed_only = ("TIMEBANK_STAGE", "TIMEBANK_RESOURCE_PREFIX")
+    return {name: value for name, value in load_community(community_id).environment().items()
+            if name not in deployed_only and not name.endswith("_PARAMETER") and not name.startswith("POWERTOOLS_")}
+
+
 def prepare_environment(config: RuntimeConfig, moto_endpoint: str | None,
                         env: MutableMapping[str, str] | None = None) -> None:
     """``moto_endpoint`` is the started server's URL (None in real-AWS mode)."""
     env = os.environ if env is None else env
     for name, value in COMMUNITY_DEFAULTS.items():
         env.setdefault(name, value)
+    for name, value in community_file_environment(env["TIMEBANK_COMMUNITY"]).items():
+        env.setdefault(name, value)  # an explicit environment variable still wins
     # Business metrics are CloudWatch EMF lines on stdout: on a laptop they only bury the log.
     env.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
     if config.real_aws:

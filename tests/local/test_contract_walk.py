@@ -26,17 +26,31 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, Callable
 
 import pytest
 import requests
 
+from infra.config import load_community
+
 REPO = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 120  # a cold CI machine; the runtime usually is ready in about two seconds
 CONSUMER_TIMEOUT = 20  # the insurance and matching consumers poll SQS every second
 ADMIN_OPENID = "admin-demo"  # the local demo community's admin (API.md, Identity)
 CHINA = timezone(timedelta(hours=8))
+
+# `make run` serves the demo community of infra/communities/demo.toml, tariffs included.
+DEMO = load_community("demo")
+TUTORING = Fraction(str(DEMO.tariff_overrides.get("tutoring", {}).get("multiplier", 1)))
+
+
+def tutoring_credit(minutes: int) -> int:
+    """Whole hours at the demo's tutoring multiplier (the walks below book whole hours)."""
+    assert minutes % 60 == 0
+    return int(minutes * TUTORING)
+
 
 BUILT_IN_CATEGORIES = ["pickup", "childcare", "tutoring", "parcel", "companion", "pet", "volunteer"]
 BUILT_IN_NAMES = {"pickup": "接送帮", "childcare": "托管帮", "tutoring": "辅导帮", "parcel": "快递帮",
@@ -506,7 +520,7 @@ def test_a_request_from_post_to_settlement(community):
     key = new_key()
     posted = api.expect(201, "POST", "/v1/requests", token=requester.token, idempotency_key=key, json=body)
     assert REQUEST_FIELDS <= set(posted)
-    assert posted["status"] == "open" and posted["credits_held"] == 60
+    assert posted["status"] == "open" and posted["credits_held"] == tutoring_credit(60)
     assert posted["requester_id"] == requester.id and posted["household_id"] == requester.household_id
     assert posted["volunteer_id"] is None
     assert api.expect(201, "POST", "/v1/requests", token=requester.token, idempotency_key=key, json=body) == posted
@@ -516,7 +530,8 @@ def test_a_request_from_post_to_settlement(community):
     api.error(422, "INSUFFICIENT_CREDITS", "POST", "/v1/requests", token=requester.token,
               idempotency_key=new_key(), json=request_body("pet", 480))
     # The hold comes from the household: 60 of its 300 are held (pending is negative on the payer).
-    assert service(community.balances(spouse), "household") == {"available": 240, "posted": 300, "pending": -60}
+    held = tutoring_credit(60)
+    assert service(community.balances(spouse), "household") == {"available": 300 - held, "posted": 300, "pending": -held}
 
     request_id = posted["id"]
     fetched = api.expect(200, "GET", f"/v1/requests/{request_id}", token=volunteer.token)
@@ -545,15 +560,17 @@ def test_a_request_from_post_to_settlement(community):
     api.error(400, "VALIDATION_ERROR", "POST", f"/v1/requests/{request_id}/confirm", token=spouse.token,
               json={"rating": 6})
     settled = community.act(spouse, request_id, "confirm", {"rating": 5, "comment": "很耐心"})
-    assert settled["status"] == "settled" and settled["credits_paid"] == 60
+    assert settled["status"] == "settled" and settled["credits_paid"] == tutoring_credit(60)
 
     # Earned credits go to the volunteer personally; the household paid the hold.
-    assert service(community.balances(volunteer), "resident") == {"available": 60, "posted": 60, "pending": 0}
+    paid = tutoring_credit(60)
+    assert service(community.balances(volunteer), "resident") == {"available": paid, "posted": paid, "pending": 0}
     assert service(community.balances(volunteer), "household")["available"] == 300
-    assert service(community.balances(requester), "household") == {"available": 240, "posted": 240, "pending": 0}
+    assert service(community.balances(requester), "household") == {"available": 300 - paid, "posted": 300 - paid,
+                                                                   "pending": 0}
     statement = api.expect(200, "GET", f"/v1/accounts/{requester.household_id}/transfers",
                            token=requester.token)["items"]
-    assert any(i.get("request_id") == request_id and i["amount"] == 60 for i in statement)
+    assert any(i.get("request_id") == request_id and i["amount"] == tutoring_credit(60) for i in statement)
     api.error(409, "INVALID_STATE", "POST", f"/v1/requests/{request_id}/dispute", token=requester.token,
               json={"reason": "已结算"})
 
@@ -691,7 +708,8 @@ def test_disputes_are_resolved_by_an_admin(community):
               json={"outcome": "maybe", "reason": "x"})
     resolved = api.expect(200, "POST", f"/v1/admin/requests/{paid}/resolve", token=community.admin_token,
                           json={"outcome": "pay", "minutes": 30, "reason": "双方同意按半小时结算"})
-    assert resolved["status"] == "settled" and resolved["credits_paid"] == 30
+    # Half an hour at the demo's tutoring multiplier.
+    assert resolved["status"] == "settled" and resolved["credits_paid"] == int(30 * TUTORING)
 
     refunded = completed_request(60)
     assert community.act(volunteer, refunded, "dispute", {"reason": "对方不认可"})["status"] == "disputed"
@@ -699,8 +717,9 @@ def test_disputes_are_resolved_by_an_admin(community):
                           json={"outcome": "refund", "reason": "服务未进行"})
     assert resolved["status"] == "cancelled"
 
-    assert service(community.balances(requester), "household") == {"available": 270, "posted": 270, "pending": 0}
-    assert service(community.balances(volunteer), "resident") == {"available": 30, "posted": 30, "pending": 0}
+    left = 300 - int(30 * TUTORING)
+    assert service(community.balances(requester), "household") == {"available": left, "posted": left, "pending": 0}
+    assert service(community.balances(volunteer), "resident") == {"available": int(30 * TUTORING), "posted": int(30 * TUTORING), "pending": 0}
 
 
 def test_the_ledger_check_balances_every_asset(community):
@@ -745,3 +764,14 @@ def test_a_household_member_reads_a_spouses_personal_statement(community):
     husband = community.verify(community.register("statement-owner", flat))
     wife = community.verify(community.register("statement-reader", flat))
     community.api.expect(200, "GET", f"/v1/accounts/{husband.id}/transfers", token=wife.token)
+
+
+def test_make_run_serves_the_demo_community_file(community):
+    """The tariffs and the insurer of infra/communities/demo.toml, as the package would deploy them."""
+    api = community.api
+    person = community.household("tariff-reader")
+    categories = {c["id"]: c for c in api.expect(200, "GET", "/v1/categories", token=person.token)["items"]}
+    for category_id, overrides in DEMO.tariff_overrides.items():
+        for name, value in overrides.items():
+            assert categories[category_id][name] == value, (category_id, name)
+    assert categories["tutoring"]["multiplier"] == 1.5 and categories["parcel"]["credit_eligible"] is False
