@@ -114,6 +114,12 @@ def ledger() -> Any:
     return _once("ledger", build)
 
 
+def ledger_checks() -> Any:
+    from functions.ledger.dynamo import DynamoCheckReports
+
+    return _once("ledger_checks", DynamoCheckReports)
+
+
 def account_owners() -> Any:
     """The ledger's ``AccountOwners`` port: identity knows who owns resident and household accounts."""
     return identity()

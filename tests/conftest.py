@@ -21,6 +21,8 @@ os.environ.pop("AWS_ENDPOINT_URL", None)
 os.environ.pop("AWS_PROFILE", None)
 
 import boto3  # noqa: E402
+import botocore.client  # noqa: E402
+from collections import Counter  # noqa: E402
 import pytest  # noqa: E402
 from moto import mock_aws  # noqa: E402
 
@@ -63,8 +65,43 @@ def app(aws):
 
 
 @pytest.fixture
-def client(app):
+def client(app, request):
+    """The app over HTTP. Whatever the test moved, the ledger invariants hold at its end (a test
+    that corrupts the ledger on purpose says so with ``@pytest.mark.ledger_tampered``)."""
     from chalice.test import Client
+
+    from functions import bootstrap
 
     with Client(app) as test_client:
         yield test_client
+    if request.node.get_closest_marker("ledger_tampered") is None:
+        report = bootstrap.ledger().check()
+        assert report["ok"], report["violations"]
+
+
+class DynamoCalls:
+    def __init__(self, monkeypatch):
+        self.calls: Counter = Counter()
+        self.tables: list = []
+        original = botocore.client.BaseClient._make_api_call
+        recorder = self
+
+        def counting(client, operation, params):
+            if client.meta.service_model.service_name == "dynamodb":
+                recorder.calls[operation] += 1
+                recorder.tables.append(params.get("TableName"))
+            return original(client, operation, params)
+
+        monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", counting)
+
+    def during(self, action):
+        self.calls.clear()
+        self.tables.clear()
+        action()
+        return dict(self.calls)
+
+
+@pytest.fixture
+def dynamo_calls(aws, monkeypatch):
+    """Counts the DynamoDB calls an action makes (moto's ConsumedCapacity is a constant)."""
+    return DynamoCalls(monkeypatch)

@@ -36,6 +36,12 @@ def openid_hash(openid: str | None) -> str | None:
     return hashlib.sha256(f"timebank-log\x1f{openid}".encode()).hexdigest()[:16]
 
 
+def actor_ref(resident_id: str | None, openid: str | None) -> str | None:
+    """Who did something, as every log line names them: the resident id, or for an admin with
+    no resident record the digest of the openid — the one rule for all domains."""
+    return resident_id or openid_hash(openid)
+
+
 def _ids(event: Any) -> tuple[str | None, str | None, str]:
     """(request id, correlation id, kind) of a Chalice event object."""
     lambda_context = getattr(event, "lambda_context", None)

@@ -98,7 +98,11 @@ class RequestContext:
         return self.request.headers or {}
 
     def raw_body(self) -> bytes:
-        raw = self.request.raw_body or b""
+        try:
+            raw = self.request.raw_body or b""
+        except UnicodeEncodeError:
+            # The gateway handed over text that is not Unicode (a lone surrogate): not JSON of ours.
+            raise ValidationError("请求体含有无法识别的字符", {"fields": {"body": "含有无法识别的字符"}}) from None
         if len(raw) > MAX_BODY_BYTES:
             raise ValidationError("请求体过大", {"fields": {"body": f"不能超过 {MAX_BODY_BYTES // 1024} KB"}})
         return raw

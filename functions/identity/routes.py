@@ -17,7 +17,7 @@ from functions.core import clock
 from functions.core.caller import Caller
 from functions.core.errors import (AlreadyExists, BusinessRuleViolation, Conflict, IdempotencyMismatch,
                                    InvalidState, LimitExceeded, NotFound, UpstreamError)
-from functions.core.observability import logger, openid_hash
+from functions.core.observability import actor_ref, logger
 from functions.core.validation import Id, Int, ListOf, Schema, Str
 from functions.core.web import Auth, RequestContext, json_response, page_body, route
 from functions.identity.model import MIN_BIRTH_YEAR, PENDING, PHONE_PATTERN, RELATIONS, ROLES, STATUSES, Resident
@@ -65,7 +65,8 @@ def _resident_body(resident: Resident) -> dict[str, Any]:
 
 def _audit(event: str, caller: Caller, resident_ids: list[str]) -> None:
     """PIPL: record who viewed or changed whose personal data — ids only, never the data."""
-    logger.info(event, extra={"audit": True, "actor": openid_hash(caller.openid), "resident_ids": resident_ids})
+    logger.info(event, extra={"audit": True, "actor": actor_ref(caller.resident_id, caller.openid),
+                              "resident_ids": resident_ids})
 
 
 # --- login ---------------------------------------------------------------------------------

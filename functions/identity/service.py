@@ -31,6 +31,11 @@ MAX_RELATIVE_DECLARATIONS = 20
 _STATUS_RETRIES = 3
 
 
+class ReceiverNotVerified(BusinessRuleViolation):
+    code = "RECEIVER_NOT_VERIFIED"
+    default_message = "收款人尚未通过社区审核，暂不能接收积分"
+
+
 STARTING_CREDITS_KIND = "starting_credits"
 STARTING_CREDITS_MEMO = "新户启动积分"
 
@@ -255,6 +260,9 @@ class IdentityService:
         if member.status == REJECTED:
             # A rejected claim to live somewhere makes nobody a member of that household.
             raise NotRelative(details={"resident_id": target_id})
+        if member.status != VERIFIED:
+            # Anyone may claim an address; credits go only to people the community has checked.
+            raise ReceiverNotVerified(details={"resident_id": target_id})
         self._require_relatives(caller.household_id, member.household_id)
         return resident_account(member.id)
 

@@ -101,7 +101,7 @@ def parse_account(account_id: object, field: str = "account") -> Account:
         kind, sep, owner = account_id.partition(":")
         if sep and kind in OWNED_KINDS and _OWNER.fullmatch(owner):
             return Account(account_id, kind, owner)
-    raise ValidationError("账户编号无效", {"fields": {field: "is not a ledger account id"}})
+    raise ValidationError("账户编号无效", {"fields": {field: "不是有效的账户编号"}})
 
 
 def is_account_id(value: object) -> bool:

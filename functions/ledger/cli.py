@@ -8,6 +8,7 @@ import json
 import sys
 
 from functions import bootstrap
+from functions.core.observability import metrics
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -15,7 +16,10 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("check", help="reconcile balances with transfers; exit 1 on any violation")
     parser.parse_args(argv)
-    report = bootstrap.ledger().check()
+    from functions.ledger.reconciliation import run_check
+
+    report = run_check(bootstrap.ledger(), bootstrap.ledger_checks())
+    metrics.clear_metrics()  # a command has no CloudWatch agent to read EMF lines: drop, don't leak
     print(json.dumps(report, ensure_ascii=False, indent=2, sort_keys=True))
     return 0 if report["ok"] else 1
 

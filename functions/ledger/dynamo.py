@@ -23,6 +23,7 @@ Tests may pass a ``lock`` (moto is not thread-safe: every low-level call is seri
 """
 from __future__ import annotations
 
+import json
 import threading
 import time
 from contextlib import nullcontext
@@ -107,6 +108,30 @@ class LedgerBalanceItem(Model):
     debits_pending = NumberAttribute(default=0)
     credits_pending = NumberAttribute(default=0)
     available = NumberAttribute(default=0)
+
+
+@table
+class LedgerCheckItem(Model):
+    """The latest report of the ledger check (one item; the daily schedule and the CLI overwrite it)."""
+    Meta = make_meta("ledger-checks")
+
+    check_id = UnicodeAttribute(hash_key=True)
+    checked_at = UnicodeAttribute()
+    report = UnicodeAttribute()   # JSON
+
+
+class DynamoCheckReports:
+    LATEST = "latest"
+
+    def save(self, report: dict[str, Any]) -> None:
+        LedgerCheckItem(self.LATEST, checked_at=report["checked_at"],
+                        report=json.dumps(report, ensure_ascii=False, separators=(",", ":"))).save()
+
+    def latest(self) -> dict[str, Any] | None:
+        try:
+            return json.loads(LedgerCheckItem.get(self.LATEST, consistent_read=True).report)
+        except LedgerCheckItem.DoesNotExist:
+            return None
 
 
 # --- conversions ------------------------------------------------------------------------------

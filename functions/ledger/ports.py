@@ -7,7 +7,7 @@ twin with the same transactional semantics for fast domain tests.
 """
 from __future__ import annotations
 
-from typing import Iterable, Protocol
+from typing import Any, Iterable, Protocol
 
 from functions.core.caller import Caller
 from functions.ledger.accounts import Account
@@ -55,3 +55,12 @@ class AccountOwners(Protocol):
 
     def exists(self, account: Account) -> bool:
         """Whether a resident or household account names someone registered."""
+
+
+class CheckReports(Protocol):
+    """Where the scheduled and command-line checks leave their reports: the admin endpoint reads
+    the latest instead of scanning the ledger inside a request."""
+
+    def save(self, report: dict[str, Any]) -> None: ...
+
+    def latest(self) -> dict[str, Any] | None: ...

@@ -167,9 +167,13 @@ def check_store(store: Any, household_cap: int = 0) -> dict[str, Any]:
     return reconcile(store.scan_transfers(), store.scan_balances(), household_cap=household_cap)
 
 
-def run_check(ledger: Any) -> dict[str, Any]:
-    """The daily job: reconcile, log and emit metrics — counts and violation types only."""
-    report = ledger.check()
+def run_check(ledger: Any, reports: Any, now: Any = None) -> dict[str, Any]:
+    """The daily job (and the CLI): reconcile, keep the report for the admin endpoint, log and
+    emit metrics — counts and violation types only."""
+    from functions.core import clock
+
+    report = {**ledger.check(), "checked_at": clock.isoformat(now or clock.now())}
+    reports.save(report)
     kinds = Counter(v["type"] for v in report["violations"])
     log = logger.info if report["ok"] else logger.error
     log("ledger reconciliation", extra={"ok": report["ok"], "violations": len(report["violations"]),

@@ -177,10 +177,10 @@ class Ledger:
         the hold instead. Ids: ``<settlement_id>.post`` and ``.pay`` (or ``.void``)."""
         _check_id(settlement_id, "settlement_id")
         if len(settlement_id) > 190:
-            raise _invalid("settlement_id", "at most 190 characters")
+            raise _invalid("settlement_id", "最多 190 个字符")
         _check_id(pending_id, "pending_id")
         if isinstance(amount, bool) or not isinstance(amount, int) or not 0 <= amount <= MAX_AMOUNT_MINUTES:
-            raise _invalid("amount", f"must be an integer from 0 to {MAX_AMOUNT_MINUTES}")
+            raise _invalid("amount", f"须为 0 到 {MAX_AMOUNT_MINUTES} 的整数")
         parse_account(payee, "payee")
         pending = self.store.get_transfer(pending_id)
         if pending is None or pending.op != OP_PENDING:
@@ -228,12 +228,12 @@ class Ledger:
         """Transfers debiting or crediting the account, newest first, with their current status."""
         account = parse_account(account_id)
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 100:
-            raise _invalid("limit", "must be an integer from 1 to 100")
+            raise _invalid("limit", "须为 1 到 100 的整数")
         before = None
         if cursor is not None:
             before = cursor.get("before") if isinstance(cursor, dict) else None
             if not isinstance(before, str) or not before or len(before) > 300:
-                raise _invalid("cursor", "is not a cursor this API returned")
+                raise _invalid("cursor", "不是本接口返回的翻页标记")
         rows = self.store.statement(account.id, before, limit + 1)
         items = rows[:limit]
         return Page(items, {"before": items[-1].sort_key} if len(rows) > limit else None)
@@ -264,7 +264,7 @@ class Ledger:
         if not commands and not also:
             raise _invalid("commands", "at least one command or linked write")
         if len(commands) > MAX_BATCH:
-            raise _invalid("commands", f"at most {MAX_BATCH} commands in one transaction")
+            raise _invalid("commands", f"一次最多 {MAX_BATCH} 笔")
         for command in commands:
             if not isinstance(command, (Transfer, PostPending, VoidPending, Reverse)):
                 raise _invalid("commands", f"unknown command {type(command).__name__}")
@@ -292,7 +292,7 @@ class Ledger:
                 _check_text(command.actor, "actor", required=True)
                 target = command.original_id
             if not isinstance(command.kind, str) or not _KIND.fullmatch(command.kind):
-                raise _invalid("kind", "must be lower_snake_case, at most 40 characters")
+                raise _invalid("kind", "须为小写下划线形式，最多 40 个字符")
             if isinstance(command, (PostPending, VoidPending, Reverse)):
                 if target in ids:
                     raise _invalid("transfer_id", "a batch cannot resolve or reverse a transfer it creates")
@@ -304,9 +304,9 @@ class Ledger:
         debit = parse_account(command.debit, "debit")
         credit = parse_account(command.credit, "credit")
         if debit.id == credit.id:
-            raise _invalid("credit", "must differ from the debit account")
+            raise _invalid("credit", "收款账户不能与付款账户相同")
         if command.asset not in ASSET_CODES:
-            raise _invalid("asset", f"must be one of {', '.join(ASSET_CODES)}")
+            raise _invalid("asset", f"须为以下之一：{'、'.join(ASSET_CODES)}")
         _check_amount(command.amount)
         _check_text(command.memo, "memo", MAX_MEMO)
         _check_text(command.actor, "actor")
@@ -318,7 +318,7 @@ class Ledger:
         if command.debit_shard is not None:
             if not debit.sharded or isinstance(command.debit_shard, bool) or \
                     not isinstance(command.debit_shard, int) or not 0 <= command.debit_shard < self.shards:
-                raise _invalid("debit_shard", "is not a shard of the debit account")
+                raise _invalid("debit_shard", "不是付款账户的分片")
 
     # --- planning ---------------------------------------------------------------------------------
     def _plan(self, commands: list[Command], also: list[Any], preloaded: dict[str, TransferRecord]
@@ -379,7 +379,7 @@ class Ledger:
                 if isinstance(command, PostPending):
                     amount = held.amount if command.amount is None else command.amount
                     if amount > held.amount:
-                        raise _invalid("amount", f"must not exceed the pending amount {held.amount}")
+                        raise _invalid("amount", f"不能超过冻结的 {held.amount} 分钟")
                     record = TransferRecord(
                         op=OP_POST, debit_account=debit.id, credit_account=credit.id, asset=held.asset,
                         amount=amount, status=POSTED, memo=command.memo, request_id=held.request_id,

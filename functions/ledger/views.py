@@ -27,10 +27,14 @@ def transfer_view(record: TransferRecord) -> dict[str, Any]:
 
 
 def balances_view(balances: Mapping[str, Totals]) -> dict[str, dict[str, int]]:
-    """asset -> available / posted / pending; ``service`` always present."""
+    """asset -> available / posted / pending; ``service`` always present.
+
+    ``pending`` is what open holds keep from the account, as a positive amount (API.md), so
+    that ``available = posted - pending``; credits on their way in (a hold in favour of the
+    account) are not spendable and not shown."""
     assets = [DEFAULT_ASSET] + sorted(asset for asset in balances if asset != DEFAULT_ASSET)
     out = {}
     for asset in assets:
         totals = balances.get(asset, Totals())
-        out[asset] = {"available": totals.available, "posted": totals.posted, "pending": totals.pending}
+        out[asset] = {"available": totals.available, "posted": totals.posted, "pending": totals.debits_pending}
     return out

@@ -264,7 +264,7 @@ def complete(request: ServiceRequest, caller: Caller, now: datetime, minutes: in
         raise Forbidden("只有接单的志愿者可以完成服务")
     _require_state(request, IN_SERVICE)
     if not 1 <= minutes <= MAX_SERVICE_MINUTES:
-        raise ValidationError(details={"fields": {"minutes": f"must be from 1 to {MAX_SERVICE_MINUTES}"}})
+        raise field_error("minutes", f"服务分钟须在 1 到 {MAX_SERVICE_MINUTES} 之间")
     keys = [*request.evidence_keys, evidence_key] if evidence_key else list(request.evidence_keys)
     if requires_evidence and not keys:
         raise EvidenceRequired()

@@ -100,8 +100,8 @@ def my_requests(ctx: RequestContext) -> dict:
 
 @route(requests_bp, "/v1/requests/{request_id}", auth=Auth.VERIFIED_OR_ADMIN, response="ServiceRequest")
 def get_request(ctx: RequestContext, request_id: str) -> dict:
-    """One request."""
-    return request_view(bootstrap.requests().get(request_id))
+    """One request: an open one for any verified resident, a taken one for its parties and admins."""
+    return request_view(bootstrap.requests().view(ctx.caller, request_id))
 
 
 @route(requests_bp, "/v1/requests/{request_id}/accept", methods=["POST"], auth=Auth.VERIFIED,

@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from functions.core import clock
 from functions.core.caller import Caller
@@ -29,6 +30,17 @@ from functions.requests.ports import (CategoryStore, EvidenceUploads, Households
                                       RequestStore)
 
 DEFAULT_AUTO_CONFIRM = timedelta(hours=48)
+
+
+@contextmanager
+def _closed_by_another(request: ServiceRequest) -> Iterator[None]:
+    """Closing transfers have ids derived from the request, so whoever closes it second meets
+    the first one's transfer: with other content (another reason) the ledger calls that an
+    idempotency mismatch, but no key was sent — the request simply changed state meanwhile."""
+    try:
+        yield
+    except IdempotencyMismatch:
+        raise InvalidState("需求状态已变化，请刷新后重试", {"request_id": request.id}) from None
 
 
 @dataclass
@@ -103,6 +115,16 @@ class RequestService:
     def get(self, request_id: str) -> ServiceRequest:
         return self.store.get(request_id)
 
+    def view(self, caller: Caller, request_id: str) -> ServiceRequest:
+        """An open need is in the feed for every verified resident; once taken, a request is
+        seen by its parties (the requester's household, the volunteer and theirs) and admins
+        only. Anyone else is told it does not exist."""
+        request = self.store.get(request_id)
+        if request.status == lc.OPEN or caller.is_admin or request.is_party(caller) or (
+                caller.household_id is not None and caller.household_id == request.volunteer_household_id):
+            return request
+        raise NotFound("没有这个需求", {"request_id": request_id})
+
     def feed(self, caller: Caller, category: str | None, limit: int, cursor: dict | None):
         if category:
             self.catalog.get(category)
@@ -160,16 +182,17 @@ class RequestService:
         settled = replace(request, **changes)
         event = settled_event(settled, changes["settled_at"])
         writes = [self.store.write(request, changes, expected_status=request.status), self.outbox.write(event)]
-        if request.credits_held == 0:
-            self.ledger.execute([], also=writes)
-        elif amount == 0:
-            self.ledger.void_pending(transfer_id=derived_id("tr", "void", request.id),
-                                     pending_id=request.hold_transfer_id, actor=actor,
-                                     reason="服务未产生积分", also=writes)
-        else:
-            self.ledger.settle_hold(settlement_id=settlement_id, pending_id=request.hold_transfer_id,
-                                    payee=resident_account(request.volunteer_id), amount=amount,
-                                    actor=actor, also=writes)
+        with _closed_by_another(request):
+            if request.credits_held == 0:
+                self.ledger.execute([], also=writes)
+            elif amount == 0:
+                self.ledger.void_pending(transfer_id=derived_id("tr", "void", request.id),
+                                         pending_id=request.hold_transfer_id, actor=actor,
+                                         reason="服务未产生积分", also=writes)
+            else:
+                self.ledger.settle_hold(settlement_id=settlement_id, pending_id=request.hold_transfer_id,
+                                        payee=resident_account(request.volunteer_id), amount=amount,
+                                        actor=actor, also=writes)
         self._published([event], "RequestSettled")
         return settled
 
@@ -191,12 +214,13 @@ class RequestService:
         closed = replace(request, **changes)
         event = cancelled_event(request, closed, self.now())
         writes = [self.store.write(request, changes, expected_status=request.status), self.outbox.write(event)]
-        if request.credits_held:
-            self.ledger.void_pending(transfer_id=derived_id("tr", "void", request.id),
-                                     pending_id=request.hold_transfer_id, actor=actor, reason=reason,
-                                     also=writes)
-        else:
-            self.ledger.execute([], also=writes)
+        with _closed_by_another(request):
+            if request.credits_held:
+                self.ledger.void_pending(transfer_id=derived_id("tr", "void", request.id),
+                                         pending_id=request.hold_transfer_id, actor=actor, reason=reason,
+                                         also=writes)
+            else:
+                self.ledger.execute([], also=writes)
         self._published([event], "RequestCancelled" if status == lc.CANCELLED else "RequestExpired")
         return closed
 

@@ -35,7 +35,6 @@ is written to the access log (viewer, request, time, how many photos) — PIPL "
 """
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
@@ -44,6 +43,7 @@ from typing import Any
 from functions.core import clock
 from functions.core.caller import Caller
 from functions.core.errors import BusinessRuleViolation
+from functions.core.observability import actor_ref
 from functions.core.validation import field_error
 from functions.requests import model as lc
 from functions.requests.model import ServiceRequest
@@ -216,6 +216,4 @@ def viewer_ids(caller: Caller) -> tuple[str, str]:
     """(id for the access log, reference for log lines). Logs carry ids only: an admin with no
     resident record is named in log lines by a digest of the openid, in the access log by the
     openid itself (that table is read by admins only)."""
-    if caller.resident_id:
-        return caller.resident_id, caller.resident_id
-    return caller.openid, "openid#" + hashlib.sha256(caller.openid.encode()).hexdigest()[:12]
+    return caller.resident_id or caller.openid, actor_ref(caller.resident_id, caller.openid)

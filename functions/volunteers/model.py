@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any, Iterable
 
 from functions.core import clock
-from functions.core.errors import ValidationError
+from functions.core.validation import field_error, invalid
 
 VOLUNTEER_CATEGORY = "volunteer"   # 志愿帮 (X): matched by approved skills, not by declaration
 WEEKDAYS = range(1, 8)             # ISO: Monday = 1 … Sunday = 7, in Asia/Shanghai
@@ -72,33 +72,33 @@ def parse_availability(raw: Any) -> tuple[Window, ...]:
     """Weekly windows from ``[{"weekday": 1-7, "start": "HH:MM", "end": "HH:MM"}]``; 400 naming
     each bad entry. Identical windows collapse; the result is sorted."""
     if not isinstance(raw, list):
-        raise ValidationError(details={"fields": {"availability": "must be a list"}})
+        raise field_error("availability", "可服务时间须为列表")
     if len(raw) > MAX_WINDOWS:
-        raise ValidationError(details={"fields": {"availability": f"at most {MAX_WINDOWS} windows"}})
+        raise field_error("availability", f"可服务时间最多 {MAX_WINDOWS} 段")
     problems: dict[str, str] = {}
     windows: set[Window] = set()
     for index, entry in enumerate(raw):
         where = f"availability[{index}]"
         if not isinstance(entry, dict):
-            problems[where] = "must be an object"
+            problems[where] = "须为对象"
             continue
         weekday, start, end = entry.get("weekday"), entry.get("start"), entry.get("end")
         if isinstance(weekday, bool) or not isinstance(weekday, int) or weekday not in WEEKDAYS:
-            problems[f"{where}.weekday"] = "must be an integer from 1 (Monday) to 7 (Sunday)"
+            problems[f"{where}.weekday"] = "星期须为 1（周一）到 7（周日）"
         for name, value in (("start", start), ("end", end)):
             if not isinstance(value, str) or not _HHMM.fullmatch(value):
-                problems[f"{where}.{name}"] = "must be HH:MM"
+                problems[f"{where}.{name}"] = "时间格式须为 HH:MM"
         if f"{where}.start" in problems or f"{where}.end" in problems or f"{where}.weekday" in problems:
             continue
         if start == "24:00":
-            problems[f"{where}.start"] = "must be before 24:00"
+            problems[f"{where}.start"] = "开始时间须早于 24:00"
             continue
         if _minutes(start) >= _minutes(end):
-            problems[f"{where}.end"] = "must be after start"
+            problems[f"{where}.end"] = "结束时间须晚于开始时间"
             continue
         windows.add(Window(weekday, _minutes(start), _minutes(end)))
     if problems:
-        raise ValidationError(details={"fields": problems})
+        raise invalid(problems)
     return tuple(sorted(windows))
 
 

@@ -11,6 +11,7 @@ from functions.core.caller import Caller
 from functions.core.errors import AlreadyExists, Conflict, InvalidState, LimitExceeded, NotFound, ValidationError
 from functions.core.events import DomainEvent
 from functions.core.ids import content_hash, derived_id
+from functions.core.validation import field_error, invalid
 from functions.core.messaging import PoisonMessage
 from functions.requests.model import ACCEPTED_EVENT, CANCELLED_EVENT, OPEN, SETTLED_EVENT, ServiceRequest
 from functions.volunteers.model import (
@@ -61,11 +62,11 @@ class VolunteerService:
     def _check_categories(self, categories: Any) -> tuple[str, ...]:
         known = set(self.category_ids())
         if not isinstance(categories, list):
-            raise ValidationError(details={"fields": {"categories": "must be a list of category ids"}})
-        problems = {f"categories[{i}]": "is not a category of this community"
+            raise field_error("categories", "服务类别须为类别编号的列表")
+        problems = {f"categories[{i}]": "不是本社区的服务类别"
                     for i, c in enumerate(categories) if not isinstance(c, str) or c not in known}
         if problems:
-            raise ValidationError(details={"fields": problems})
+            raise invalid(problems)
         return tuple(sorted(set(categories)))
 
     def _save(self, resident_id: str, change: Callable[[VolunteerProfile], VolunteerProfile],

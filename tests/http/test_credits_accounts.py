@@ -1,6 +1,9 @@
 """GET /v1/accounts/me, GET /v1/accounts/{id}/transfers and GET /v1/admin/ledger/check."""
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from tests.helpers import admin_headers, as_json, json_headers, login, register, verified_resident
@@ -41,7 +44,7 @@ def test_my_accounts_show_available_posted_and_pending(client, people):
     body = response.json_body
     assert body["resident"]["id"] == alice["id"]
     assert body["household"]["id"] == alice["household_id"]
-    assert body["household"]["balances"]["service"] == {"available": 250, "posted": 300, "pending": -50}
+    assert body["household"]["balances"]["service"] == {"available": 250, "posted": 300, "pending": 50}
     assert body["resident"]["balances"] == {"service": {"available": 0, "posted": 0, "pending": 0},
                                             "volunteer": {"available": 90, "posted": 90, "pending": 0}}
 
@@ -143,23 +146,39 @@ def test_statements_need_a_login_and_verification(client, people):
 
 # --- GET /v1/admin/ledger/check -------------------------------------------------------------------
 
-def test_the_admin_reconciliation_report(client, people):
+def run_scheduled_check(app):
+    event = json.loads((Path(__file__).resolve().parents[2] / "events" / "ledger-check.json").read_text())
+    return app.handler_map["ledger-check"](event, None)
+
+
+def test_the_admin_reconciliation_report(client, app, people):
     alice_h, _ = people["alice"]
     pay(client, alice_h, {"pool": True}, 20, "k-1")
+    run_scheduled_check(app)
     response = client.http.get("/v1/admin/ledger/check", headers=admin_headers(client))
     assert response.status_code == 200
     body = response.json_body
-    assert body["ok"] is True and body["violations"] == []
+    assert body["ok"] is True and body["violations"] == [] and body["checked_at"]
     assert body["assets"]["service"] == {"debits_posted": 2 * 300 + 20, "credits_posted": 2 * 300 + 20,
                                          "debits_pending": 0, "credits_pending": 0}
 
 
-def test_the_report_shows_a_tampered_balance(client, people):
+def test_the_endpoint_reads_the_latest_report_and_never_scans(client, app, people, dynamo_calls):
+    """Outside testing: two full-table Scans ran inside the request (API Gateway's 29 s)."""
+    run_scheduled_check(app)
+    headers = admin_headers(client)
+    calls = dynamo_calls.during(lambda: client.http.get("/v1/admin/ledger/check", headers=headers))
+    assert "Scan" not in calls and calls.get("GetItem", 0) <= 2
+
+
+@pytest.mark.ledger_tampered
+def test_the_report_shows_a_tampered_balance(client, app, people):
     from functions.ledger.dynamo import LedgerBalanceItem
 
     _, alice = people["alice"]
     LedgerBalanceItem(f"household:{alice['household_id']}", "service").update(
         actions=[LedgerBalanceItem.credits_posted.add(1), LedgerBalanceItem.available.add(1)])
+    assert run_scheduled_check(app) == {"ok": False, "violations": 2}
     body = client.http.get("/v1/admin/ledger/check", headers=admin_headers(client)).json_body
     assert body["ok"] is False
     assert {v["type"] for v in body["violations"]} == {"balance_mismatch", "unbalanced_posted"}

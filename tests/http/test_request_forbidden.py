@@ -28,7 +28,7 @@ def world(client, app):
     need = client.http.post("/v1/requests", body=as_json(NEED),
                             headers=json_headers(requester, "need-1")).json_body
     return dict(client=client, app=app, requester=requester, spouse=spouse, volunteer=volunteer,
-                stranger=stranger, need=need)
+                volunteer_id=vol["id"], stranger=stranger, need=need)
 
 
 def snapshot(client, need_id, headers):
@@ -60,8 +60,10 @@ def test_second_acceptor_gets_already_accepted(world):
     client, need = world["client"], world["need"]
     assert act(client, need["id"], "accept", world["volunteer"]).status_code == 200
     refused(act(client, need["id"], "accept", world["stranger"]), 409, "ALREADY_ACCEPTED")
-    assert client.http.get(f"/v1/requests/{need['id']}", headers=world["stranger"]).json_body[
-        "volunteer_id"] != None  # noqa: E711
+    assert client.http.get(f"/v1/requests/{need['id']}", headers=world["requester"]).json_body[
+        "volunteer_id"] == world["volunteer_id"]
+    # Taken, it is no longer in the feed: the stranger is told it does not exist.
+    refused(client.http.get(f"/v1/requests/{need['id']}", headers=world["stranger"]), 404, "NOT_FOUND")
 
 
 def test_a_stranger_cannot_check_in_complete_confirm_or_cancel(world):

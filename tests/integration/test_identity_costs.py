@@ -1,40 +1,10 @@
 """DynamoDB calls per identity operation (moto's ConsumedCapacity is a constant: count calls)."""
-from collections import Counter
-
-import botocore.client
 import pytest
 
 from functions import bootstrap
 from tests.helpers import (
     admin_headers, as_json, declare_relatives, login, register, verified_resident, verify,
 )
-
-
-class DynamoCalls:
-    def __init__(self, monkeypatch):
-        self.calls: Counter = Counter()
-        self.tables: list = []
-        original = botocore.client.BaseClient._make_api_call
-        recorder = self
-
-        def counting(client, operation, params):
-            if client.meta.service_model.service_name == "dynamodb":
-                recorder.calls[operation] += 1
-                recorder.tables.append(params.get("TableName"))
-            return original(client, operation, params)
-
-        monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", counting)
-
-    def during(self, action):
-        self.calls.clear()
-        self.tables.clear()
-        action()
-        return dict(self.calls)
-
-
-@pytest.fixture
-def dynamo_calls(aws, monkeypatch):
-    return DynamoCalls(monkeypatch)
 
 
 def test_authentication_costs_exactly_one_get_item(client, dynamo_calls):

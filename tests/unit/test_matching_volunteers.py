@@ -85,7 +85,7 @@ def test_availability_must_be_a_short_list():
     too_many = [{"weekday": d, "start": f"{h:02d}:00", "end": f"{h:02d}:30"} for d in range(1, 8) for h in range(4)]
     with pytest.raises(ValidationError) as error:
         parse_availability(too_many)
-    assert "at most 21" in fields(error)["availability"]
+    assert "最多 21 段" in fields(error)["availability"]
 
 
 # --- profiles -------------------------------------------------------------------------------

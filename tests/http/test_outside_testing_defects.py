@@ -1,0 +1,165 @@
+"""What outside testing found (issue 9), one test per defect: each failed before its fix."""
+from __future__ import annotations
+
+import json
+import threading
+from datetime import datetime, timedelta
+
+import pytest
+
+from functions import bootstrap
+from functions.core.caller import Caller
+from functions.core.clock import CHINA_TZ
+from functions.core import clock
+from tests.helpers import admin_headers, as_json, json_headers, verified_resident
+from tests.queues import drain
+
+NOW = datetime(2026, 12, 1, 8, 0, tzinfo=CHINA_TZ)
+
+
+@pytest.fixture
+def world(client, app):
+    clock.set_clock(lambda: NOW)
+    requester, req = verified_resident(client, "d-req", building="3", unit="1", room="502")
+    volunteer, vol = verified_resident(client, "d-vol", building="3", unit="2", room="101")
+    return {"client": client, "app": app, "requester": requester, "req": req, "volunteer": volunteer, "vol": vol}
+
+
+def post(world, key="need", category="tutoring", minutes=60, start=None, **extra):
+    body = {"category": category, "title": "辅导数学", "description": "", "duration_minutes": minutes,
+            "start_at": (start or NOW + timedelta(hours=3)).isoformat(), **extra}
+    return world["client"].http.post("/v1/requests", body=as_json(body), headers=json_headers(world["requester"], key))
+
+
+def act(world, request_id, action, who="volunteer", body=None):
+    headers = world[who] if who in world else who
+    return world["client"].http.post(f"/v1/requests/{request_id}/{action}", headers=headers,
+                                     body=as_json(body or {}))
+
+
+def serialized_moto(monkeypatch):
+    """moto is not thread-safe: racing threads take turns at each AWS call."""
+    import botocore.client
+
+    lock = threading.RLock()
+    original = botocore.client.BaseClient._make_api_call
+
+    def call(self, operation, params):
+        with lock:
+            return original(self, operation, params)
+
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", call)
+
+
+# --- 7. concurrent cancels with different reasons -------------------------------------------------
+
+def test_concurrent_cancels_with_other_reasons_lose_with_invalid_state_not_an_idempotency_mismatch(
+        world, monkeypatch):
+    from functions.core.errors import TimebankError
+    from functions.requests.dynamo import DynamoRequestStore
+
+    need = post(world).json_body
+    admins = [Caller("admin-test", None, None, None, frozenset({"admin"})) for _ in range(5)]
+    serialized_moto(monkeypatch)
+    barrier = threading.Barrier(len(admins), timeout=30)
+    seen = threading.local()
+    original_get = DynamoRequestStore.get
+
+    def get_then_wait(self, request_id):
+        result = original_get(self, request_id)
+        if not getattr(seen, "waited", False):
+            seen.waited = True
+            barrier.wait()  # every canceller has read the open request before anyone writes
+        return result
+
+    monkeypatch.setattr(DynamoRequestStore, "get", get_then_wait)
+    service, results = bootstrap.requests(), []
+
+    def cancel(number, caller):
+        try:
+            service.cancel(caller, need["id"], f"原因 {number}")
+            results.append(200)
+        except TimebankError as error:
+            results.append((error.status, error.code))
+
+    threads = [threading.Thread(target=cancel, args=(n, c)) for n, c in enumerate(admins)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    monkeypatch.undo()
+    assert sorted(results, key=str) == sorted([200] + [(409, "INVALID_STATE")] * 4, key=str)
+
+
+# --- 10. only verified residents receive credits ------------------------------------------------
+
+def test_credits_cannot_go_to_a_pending_claimant_of_ones_own_address(world):
+    from tests.helpers import register
+
+    client = world["client"]
+    _, claimant = register(client, "d-claimant", building="3", unit="1", room="502")  # the requester's flat
+    assert claimant["status"] == "pending" and claimant["household_id"] == world["req"]["household_id"]
+    response = client.http.post("/v1/transfers", body=as_json({"to": {"resident_id": claimant["id"]}, "amount": 30}),
+                                headers=json_headers(world["requester"], "to-claimant"))
+    assert response.status_code == 422 and response.json_body["code"] == "RECEIVER_NOT_VERIFIED"
+    assert bootstrap.ledger().balances(f"resident:{claimant['id']}") == {}
+
+
+# --- 11. a taken request is seen by its parties only --------------------------------------------
+
+def test_a_taken_request_is_visible_to_its_parties_their_households_and_admins_only(world):
+    from tests.helpers import verified_resident as resident
+
+    client = world["client"]
+    stranger, _ = resident(client, "d-stranger", building="9", unit="1", room="901")
+    volunteer_spouse, _ = resident(client, "d-vol-spouse", building="3", unit="2", room="101")
+    need = post(world).json_body
+    assert client.http.get(f"/v1/requests/{need['id']}", headers=stranger).status_code == 200  # open: the feed
+    assert act(world, need["id"], "accept").status_code == 200
+    for viewer in (world["requester"], world["volunteer"], volunteer_spouse, admin_headers(client)):
+        assert client.http.get(f"/v1/requests/{need['id']}", headers=viewer).status_code == 200
+    hidden = client.http.get(f"/v1/requests/{need['id']}", headers=stranger)
+    assert hidden.status_code == 404 and hidden.json_body["code"] == "NOT_FOUND"
+
+
+# --- 2. lone surrogates, 3. deep nesting ---------------------------------------------------------
+
+@pytest.mark.parametrize("field", ["title", "description"])
+def test_a_lone_surrogate_in_any_text_is_a_400_naming_the_field(world, field):
+    body = {"category": "tutoring", "title": "辅导", "description": "", "duration_minutes": 60,
+            "start_at": (NOW + timedelta(hours=3)).isoformat(), field: "数学\ud800"}
+    response = world["client"].http.post("/v1/requests", body=json.dumps(body),  # ASCII escapes: \\ud800
+                                         headers=json_headers(world["requester"], "surrogate"))
+    assert response.status_code == 400 and response.json_body["code"] == "VALIDATION_ERROR"
+    assert field in response.json_body["details"]["fields"]
+
+
+def test_surrogates_in_reasons_names_and_memos_too(world):
+    client = world["client"]
+    need = post(world).json_body
+    cancel = client.http.post(f"/v1/requests/{need['id']}/cancel", headers=world["requester"],
+                              body=json.dumps({"reason": "\udfff"}))
+    assert cancel.status_code == 400 and "reason" in cancel.json_body["details"]["fields"]
+    # The same character unescaped: the body is not Unicode at all.
+    raw = act(world, need["id"], "cancel", "requester", {"reason": "\udfff"})
+    assert raw.status_code == 400 and raw.json_body["details"]["fields"] == {"body": "含有无法识别的字符"}
+    member = client.http.post("/v1/households/mine/members", headers=world["requester"],
+                              body=json.dumps({"name": "\ud83d", "birth_year": 1950, "relation": "parent"}))
+    assert member.status_code == 400 and "name" in member.json_body["details"]["fields"]
+    memo = client.http.post("/v1/transfers", headers=json_headers(world["requester"], "memo"),
+                            body=json.dumps({"to": {"pool": True}, "amount": 1, "memo": "\ud800"}))
+    assert memo.status_code == 400 and "memo" in memo.json_body["details"]["fields"]
+
+
+def test_an_unknown_field_named_with_a_lone_surrogate_is_echoed_encodably(world):
+    response = world["client"].http.post("/v1/transfers", headers=json_headers(world["requester"], "k"),
+                                         body='{"to": {"pool": true}, "amount": 1, "\\ud800": 1}')
+    assert response.status_code == 400
+    json.loads(response.body.decode("utf-8"))  # the error body itself encodes
+
+
+def test_nesting_deeper_than_the_stack_is_a_400(world):
+    deep = "[" * 50_000 + "]" * 50_000
+    response = world["client"].http.post("/v1/transfers", headers=json_headers(world["requester"], "deep"),
+                                         body='{"to": ' + deep + ', "amount": 1}')
+    assert response.status_code == 400 and response.json_body["code"] == "VALIDATION_ERROR"
