@@ -14,6 +14,7 @@ process (Chalice caches the imported app).
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
 
@@ -150,6 +151,27 @@ def commit(writes: Sequence[Any]) -> None:
     with new_transaction() as transaction:
         for write in writes:
             write.add_to(transaction)
+
+
+@dataclass(frozen=True)
+class Update:
+    """One conditional update, as a write of a caller's transaction (``add_to``)."""
+    item: Model
+    actions: list[Any]
+    condition: Any = None
+
+    def add_to(self, transaction: TransactWrite) -> None:
+        transaction.update(self.item, actions=self.actions, condition=self.condition)
+
+
+@dataclass(frozen=True)
+class Put:
+    """One conditional put, as a write of a caller's transaction (``add_to``)."""
+    item: Model
+    condition: Any = None
+
+    def add_to(self, transaction: TransactWrite) -> None:
+        transaction.save(self.item, condition=self.condition)
 
 
 def condition_failed(error: Exception) -> bool:

@@ -19,14 +19,15 @@ from datetime import datetime
 from typing import Any
 
 from pynamodb.attributes import NumberAttribute, UnicodeAttribute, UnicodeSetAttribute
-from pynamodb.exceptions import DeleteError, PutError, TransactWriteError
+from pynamodb.exceptions import TransactWriteError
 from pynamodb.indexes import GlobalSecondaryIndex
 from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
-from functions.adapters.dynamo import (CONFLICT_RETRIES, bad_cursor, condition_failed, dt as _dt, index_meta,
-                                       iso as _iso, make_meta, new_transaction, only_conflicts, table)
-from functions.core.errors import AlreadyExists, Conflict
+from functions.adapters.dynamo import (CONFLICT_RETRIES, Update, bad_cursor, cancelled_by_condition,
+                                       dt as _dt, index_meta, iso as _iso, make_meta, new_transaction,
+                                       retry_on_conflict, table)
+from functions.core.errors import AlreadyExists, Conflict, LimitExceeded
 from functions.identity.model import (
     KIND_DEPENDANT, KIND_RESIDENT, ROLE_RESIDENT, Address, Dependant, Household, Login, Member, RelativeDeclaration,
     Resident,
@@ -99,6 +100,17 @@ class HouseholdItem(Model):
     room = UnicodeAttribute()
     created_at = UnicodeAttribute()
     credits_granted_at = UnicodeAttribute(null=True)
+    # Counted in the transaction that adds one, so a limit holds under concurrency.
+    dependants = NumberAttribute(null=True)
+    relatives = NumberAttribute(null=True)
+
+
+@table
+class HouseholdAddressItem(Model):
+    """Which household a flat's residents join (key: ``model.address_key``, never exposed)."""
+    Meta = make_meta("household-addresses")
+    address_key = UnicodeAttribute(hash_key=True)
+    household_id = UnicodeAttribute()
 
 
 class RelativeByRelative(GlobalSecondaryIndex):
@@ -168,43 +180,51 @@ class DynamoIdentityStore:
 
     # residents
 
-    def create_resident(self, resident: Resident, household: Household) -> None:
-        created_at = _iso(resident.created_at)
-        record = MemberItem(
-            resident.household_id, resident.id, kind=KIND_RESIDENT, name=resident.name,
-            birth_year=resident.birth_year, created_at=created_at, openid=resident.openid, phone=resident.phone,
-            building=resident.address.building, unit=resident.address.unit, room=resident.address.room,
-            status=resident.status, roles=set(resident.roles) or None)
-        for attempt in range(CONFLICT_RETRIES):
+    def create_resident(self, resident: Resident, household: Household, address_key: str) -> str:
+        for attempt in range(CONFLICT_RETRIES + 1):
             try:
-                self._register(resident, household, record)
-                return
+                found = HouseholdAddressItem.get(address_key, consistent_read=True)
+                household_id = found.household_id
+            except HouseholdAddressItem.DoesNotExist:
+                found, household_id = None, household.id
+            try:
+                self._register(resident, household_id, household if found is None else None, address_key)
+                return household_id
             except TransactWriteError as error:
                 login = self.get_login(resident.openid)
                 if login is not None and login.resident_id is not None:
                     raise AlreadyExists("您已登记过居民信息", {"resident_id": login.resident_id}) from None
-                # Registrations of one flat in the same instant touch the same household item;
-                # DynamoDB cancels all but one with TransactionConflict. Nothing was written: retry.
-                if not only_conflicts(error) or attempt == CONFLICT_RETRIES - 1:
+                # Two first registrations of one flat at once: the other created its household
+                # (our address entry's condition failed) or touched the same items (a conflict).
+                # Nothing was written: read the address again and join that household.
+                if attempt == CONFLICT_RETRIES:
                     raise Conflict("操作冲突，请重试") from error
+        raise AssertionError("unreachable")  # pragma: no cover
 
-    def _register(self, resident: Resident, household: Household, record: MemberItem) -> None:
+    def _register(self, resident: Resident, household_id: str, new_household: Household | None,
+                  address_key: str) -> None:
+        record = MemberItem(
+            household_id, resident.id, kind=KIND_RESIDENT, name=resident.name,
+            birth_year=resident.birth_year, created_at=_iso(resident.created_at), openid=resident.openid,
+            phone=resident.phone, building=resident.address.building, unit=resident.address.unit,
+            room=resident.address.room, status=resident.status, roles=set(resident.roles) or None)
         with self._tx() as tx:
             tx.update(LoginItem(resident.openid), actions=[
                 LoginItem.resident_id.set(resident.id),
-                LoginItem.household_id.set(resident.household_id),
+                LoginItem.household_id.set(household_id),
                 LoginItem.status.set(resident.status),
                 LoginItem.roles.add({ROLE_RESIDENT}),
             ], condition=LoginItem.resident_id.does_not_exist())
             tx.save(record, condition=MemberItem.member_id.does_not_exist())
-            # Concurrent registrations of one flat meet here: whoever comes first sets the
-            # household's fields, the others leave them as they are — one household item.
-            tx.update(HouseholdItem(household.id), actions=[
-                HouseholdItem.building.set(HouseholdItem.building | household.address.building),
-                HouseholdItem.unit.set(HouseholdItem.unit | household.address.unit),
-                HouseholdItem.room.set(HouseholdItem.room | household.address.room),
-                HouseholdItem.created_at.set(HouseholdItem.created_at | _iso(household.created_at)),
-            ])
+            if new_household is None:
+                tx.condition_check(HouseholdItem, household_id, condition=HouseholdItem.household_id.exists())
+            else:
+                address = new_household.address
+                tx.save(HouseholdItem(household_id, building=address.building, unit=address.unit, room=address.room,
+                                      created_at=_iso(new_household.created_at)),
+                        condition=HouseholdItem.household_id.does_not_exist())
+                tx.save(HouseholdAddressItem(address_key, household_id=household_id),
+                        condition=HouseholdAddressItem.address_key.does_not_exist())
 
     def get_resident(self, household_id: str, resident_id: str) -> Resident | None:
         member = self.get_member(household_id, resident_id)
@@ -224,17 +244,33 @@ class DynamoIdentityStore:
     def list_members(self, household_id: str) -> list[Member]:
         return [_member(r) for r in MemberItem.query(household_id, consistent_read=True)]
 
-    def create_dependant(self, dependant: Dependant) -> bool:
+    def create_dependant(self, dependant: Dependant, limit: int) -> bool:
         record = MemberItem(
             dependant.household_id, dependant.id, kind=KIND_DEPENDANT, name=dependant.name,
             birth_year=dependant.birth_year, created_at=_iso(dependant.created_at), relation=dependant.relation,
             created_by=dependant.created_by, content_hash=dependant.content_hash)
+
+        def add() -> None:
+            with self._tx() as tx:
+                tx.save(record, condition=MemberItem.member_id.does_not_exist())
+                tx.update(HouseholdItem(dependant.household_id), actions=[HouseholdItem.dependants.add(1)],
+                          condition=HouseholdItem.household_id.exists() & (
+                              HouseholdItem.dependants.does_not_exist() | (HouseholdItem.dependants < limit)))
+
+        return self._counted(add, lambda: self.get_member(dependant.household_id, dependant.id) is not None,
+                             LimitExceeded("家庭成员数量已达上限", {"max_dependants": limit}))
+
+    @staticmethod
+    def _counted(add: Any, existed: Any, at_limit: Exception) -> bool:
+        """Run a counted insert; False when the item existed, ``at_limit`` when the count did."""
         try:
-            record.save(condition=MemberItem.member_id.does_not_exist())
-        except PutError as error:
-            if condition_failed(error):
+            retry_on_conflict(add)
+        except TransactWriteError as error:
+            if not cancelled_by_condition(error):
+                raise Conflict("操作冲突，请重试") from error
+            if existed():
                 return False
-            raise
+            raise at_limit from None
         return True
 
     def update_resident_status(self, resident: Resident, expected_status: str) -> bool:
@@ -294,24 +330,41 @@ class DynamoIdentityStore:
         return Household(id=record.household_id, address=Address(record.building, record.unit, record.room),
                          created_at=_dt(record.created_at), credits_granted_at=_dt(record.credits_granted_at))
 
-    def mark_credits_granted(self, household_id: str, at: datetime) -> None:
-        HouseholdItem(household_id).update(
-            actions=[HouseholdItem.credits_granted_at.set(HouseholdItem.credits_granted_at | _iso(at))],
-            condition=HouseholdItem.household_id.exists())
+    def status_writes(self, resident: Resident, expected_status: str | None,
+                      grant_mark_at: datetime | None) -> list[Any]:
+        writes: list[Any] = []
+        if expected_status is not None:
+            reason_action = (MemberItem.rejection_reason.set(resident.rejection_reason)
+                             if resident.rejection_reason is not None else MemberItem.rejection_reason.remove())
+            writes.append(Update(MemberItem(resident.household_id, resident.id), [
+                MemberItem.status.set(resident.status), MemberItem.reviewed_at.set(_iso(resident.reviewed_at)),
+                MemberItem.reviewed_by.set(resident.reviewed_by), reason_action,
+            ], MemberItem.status == expected_status))
+            writes.append(Update(LoginItem(resident.openid), [LoginItem.status.set(resident.status)],
+                                 LoginItem.resident_id == resident.id))
+        if grant_mark_at is not None:
+            writes.append(Update(HouseholdItem(resident.household_id),
+                                 [HouseholdItem.credits_granted_at.set(_iso(grant_mark_at))],
+                                 HouseholdItem.household_id.exists() & HouseholdItem.credits_granted_at.does_not_exist()))
+        return writes
 
     # relatives
 
-    def put_declaration(self, declaration: RelativeDeclaration) -> bool:
+    def put_declaration(self, declaration: RelativeDeclaration, limit: int) -> bool:
         record = RelativeItem(declaration.household_id, declaration.relative_household_id,
-                                relation=declaration.relation, declared_by=declaration.declared_by,
-                                created_at=_iso(declaration.created_at))
-        try:
-            record.save(condition=RelativeItem.household_id.does_not_exist())
-        except PutError as error:
-            if condition_failed(error):
-                return False
-            raise
-        return True
+                              relation=declaration.relation, declared_by=declaration.declared_by,
+                              created_at=_iso(declaration.created_at))
+
+        def add() -> None:
+            with self._tx() as tx:
+                tx.save(record, condition=RelativeItem.household_id.does_not_exist())
+                tx.update(HouseholdItem(declaration.household_id), actions=[HouseholdItem.relatives.add(1)],
+                          condition=HouseholdItem.household_id.exists() & (
+                              HouseholdItem.relatives.does_not_exist() | (HouseholdItem.relatives < limit)))
+
+        return self._counted(
+            add, lambda: self.get_declaration(declaration.household_id, declaration.relative_household_id) is not None,
+            LimitExceeded("亲属住户数量已达上限", {"max_relatives": limit}))
 
     def get_declaration(self, household_id: str, relative_household_id: str) -> RelativeDeclaration | None:
         try:
@@ -330,11 +383,16 @@ class DynamoIdentityStore:
         return [_declaration(r) for r in RelativeItem.by_relative.query(relative_household_id)]
 
     def delete_declaration(self, household_id: str, relative_household_id: str) -> bool:
+        def remove() -> None:
+            with self._tx() as tx:
+                tx.delete(RelativeItem(household_id, relative_household_id),
+                          condition=RelativeItem.household_id.exists())
+                tx.update(HouseholdItem(household_id), actions=[HouseholdItem.relatives.add(-1)],
+                          condition=HouseholdItem.relatives > 0)
         try:
-            RelativeItem(household_id, relative_household_id).delete(
-                condition=RelativeItem.household_id.exists())
-        except DeleteError as error:
-            if condition_failed(error):
+            retry_on_conflict(remove)
+        except TransactWriteError as error:
+            if cancelled_by_condition(error):
                 return False
             raise
         return True

@@ -90,10 +90,13 @@ class Address:
                 _normalise_part(self.room, _ROOM_SUFFIXES))
 
 
-def household_id_for(community_id: str, address: Address) -> str:
-    """The household of an address: the same normalised flat always gives the same id, so
-    concurrent registrations of one flat meet on one item without reading first."""
-    return derived_id("hh", community_id, *address.normalised())
+def address_key(community_id: str, address: Address) -> str:
+    """Where a flat's household is looked up: the same normalised flat always gives the same key.
+
+    Household ids themselves are random (never derived from the address): anyone may type any
+    address, and an id computed from it would let a stranger name — and probe — any flat's
+    household. This key is internal: it leaves no API."""
+    return derived_id("addr", community_id, *address.normalised())
 
 
 # --- residents and dependants -----------------------------------------------------------

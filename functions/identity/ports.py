@@ -11,9 +11,11 @@ from functions.identity.model import Dependant, Household, Login, Member, Relati
 class IdentityStore(Protocol):
     def get_login(self, openid: str) -> Login | None: ...
 
-    def create_resident(self, resident: Resident, household: Household) -> None:
+    def create_resident(self, resident: Resident, household: Household, address_key: str) -> str:
         """All or nothing: the login item gains the resident (only if it had none — else
-        ``AlreadyExists``), the resident is stored, and the household is created if absent."""
+        ``AlreadyExists``) and the resident is stored in the household of ``address_key``:
+        the one registered there already, or ``household`` (new, with its address entry).
+        Returns the household id the resident joined."""
 
     def get_resident(self, household_id: str, resident_id: str) -> Resident | None: ...
 
@@ -24,12 +26,19 @@ class IdentityStore(Protocol):
 
     def list_members(self, household_id: str) -> list[Member]: ...
 
-    def create_dependant(self, dependant: Dependant) -> bool:
-        """Store it unless the id exists; False when it existed (the caller compares content)."""
+    def create_dependant(self, dependant: Dependant, limit: int) -> bool:
+        """Store it unless the id exists (False: the caller compares content), counting it on the
+        household in the same transaction: ``LimitExceeded`` when the household has ``limit``."""
 
     def update_resident_status(self, resident: Resident, expected_status: str) -> bool:
         """Write the new status (and review fields) of ``resident`` on the resident and its
         login, only if the stored status is still ``expected_status``; False otherwise."""
+
+    def status_writes(self, resident: Resident, expected_status: str | None,
+                      grant_mark_at: datetime | None) -> list[Any]:
+        """The writes of a verification, to commit with the starting-credits transfer: the
+        resident's new status (conditional on ``expected_status``; None: unchanged) and, when
+        ``grant_mark_at``, the household's "credits granted" mark (conditional on none yet)."""
 
     def list_residents_by_status(self, status: str, limit: int,
                                  cursor: dict[str, Any] | None) -> tuple[list[Resident], dict[str, Any] | None]: ...
@@ -39,11 +48,10 @@ class IdentityStore(Protocol):
 
     def get_household(self, household_id: str) -> Household | None: ...
 
-    def mark_credits_granted(self, household_id: str, at: datetime) -> None:
-        """Idempotent: the first time wins."""
 
-    def put_declaration(self, declaration: RelativeDeclaration) -> bool:
-        """False when this household already declared that one (nothing is written)."""
+    def put_declaration(self, declaration: RelativeDeclaration, limit: int) -> bool:
+        """False when this household already declared that one (nothing is written); counted
+        on the household in the same transaction: ``LimitExceeded`` at ``limit``."""
 
     def get_declaration(self, household_id: str, relative_household_id: str) -> RelativeDeclaration | None: ...
 
@@ -67,6 +75,11 @@ class StartingLedger(Protocol):
     def transfer(self, transfer_id: str, debit: str, credit: str, asset: str = "service", amount: int = 0,
                  kind: str = "transfer", memo: str = "", actor: str | None = None,
                  request_id: str | None = None, also: Sequence[Any] = ()) -> Any: ...
+
+    def execute(self, commands: Sequence[Any], also: Sequence[Any] = ()) -> Any:
+        """``also`` alone, in one transaction (a failed condition: ``InvalidState``)."""
+
+    def get_transfer(self, transfer_id: str) -> Any: ...
 
 
 class WeChatLogin(Protocol):

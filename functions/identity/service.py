@@ -12,14 +12,14 @@ from typing import Any, Callable, Iterable
 
 from functions.core import clock
 from functions.core.errors import (
-    AlreadyExists, BusinessRuleViolation, Conflict, Forbidden, IdempotencyMismatch, LimitExceeded, NotFound,
+    AlreadyExists, BusinessRuleViolation, Conflict, Forbidden, IdempotencyMismatch, InvalidState, NotFound,
     NotRelative, NotVerified,
 )
 from functions.core.ids import content_hash, derived_id, new_id
 from functions.core.caller import Caller
 from functions.identity.model import (
     PENDING, REJECTED, ROLE_RESIDENT, VERIFIED, Address, Dependant, Household, Login, Member, NotRegistered,
-    RelativeDeclaration, Resident, effective_roles, household_id_for, reject_changes, rejected, verified,
+    RelativeDeclaration, Resident, address_key, effective_roles, reject_changes, rejected, verified,
     verify_changes,
 )
 from functions.identity.ports import IdentityStore, StartingLedger
@@ -91,14 +91,15 @@ class IdentityService:
         if caller.resident_id is not None:
             raise AlreadyExists("您已登记过居民信息", {"resident_id": caller.resident_id})
         address = Address(building=building, unit=unit, room=room)
-        household_id = household_id_for(self.config.community_id, address)
         at = self._now()
+        proposed = self._new_id("hh")  # used only if nobody registered this flat yet
         resident = Resident(
-            id=self._new_id("res"), openid=caller.openid, household_id=household_id, name=name, phone=phone,
+            id=self._new_id("res"), openid=caller.openid, household_id=proposed, name=name, phone=phone,
             address=address, birth_year=birth_year, status=PENDING, roles=frozenset({ROLE_RESIDENT}),
             created_at=at)
-        self.store.create_resident(resident, Household(id=household_id, address=address, created_at=at))
-        return resident
+        household_id = self.store.create_resident(resident, Household(id=proposed, address=address, created_at=at),
+                                                  address_key(self.config.community_id, address))
+        return replace(resident, household_id=household_id)
 
     # --- households and dependants ----------------------------------------------------------
 
@@ -142,13 +143,12 @@ class IdentityService:
                 return self._same_dependant(existing, fingerprint)
         else:
             dependant_id = self._new_id("dep")
-        dependants = [m for m in self.store.list_members(me.household_id) if isinstance(m, Dependant)]
-        if len(dependants) >= MAX_DEPENDANTS_PER_HOUSEHOLD:
-            raise LimitExceeded("家庭成员数量已达上限", {"max_dependants": MAX_DEPENDANTS_PER_HOUSEHOLD})
         dependant = Dependant(id=dependant_id, household_id=me.household_id, name=name, birth_year=birth_year,
                               relation=relation, created_by=me.id, created_at=self._now(),
                               content_hash=fingerprint)
-        if self.store.create_dependant(dependant):
+        # The limit is a condition of the write (a count on the household), not a read before it:
+        # thirty parallel adds cannot store more than the limit.
+        if self.store.create_dependant(dependant, MAX_DEPENDANTS_PER_HOUSEHOLD):
             return dependant
         # A concurrent replay of the same key won the conditional write.
         existing = self.store.get_member(me.household_id, dependant_id)
@@ -175,16 +175,14 @@ class IdentityService:
         if relative_household_id == me.household_id:
             raise BusinessRuleViolation("不能把自己的住户登记为亲属", {"household_id": relative_household_id},
                                         code="OWN_HOUSEHOLD")
-        if self.store.get_household(relative_household_id) is None:
-            raise NotFound("未找到该住户", {"household_id": relative_household_id})
+        # No existence check: whether an id names a registered household is not told to anyone
+        # who merely has the id (a declaration of nobody is counted and matches nothing).
         existing = self.store.get_declaration(me.household_id, relative_household_id)
         if existing is None:
-            if len(self.store.declarations_by(me.household_id)) >= MAX_RELATIVE_DECLARATIONS:
-                raise LimitExceeded("亲属住户数量已达上限", {"max_relatives": MAX_RELATIVE_DECLARATIONS})
             declaration = RelativeDeclaration(household_id=me.household_id,
                                               relative_household_id=relative_household_id, relation=relation,
                                               declared_by=me.id, created_at=self._now())
-            if self.store.put_declaration(declaration):
+            if self.store.put_declaration(declaration, MAX_RELATIVE_DECLARATIONS):
                 mutual = self.store.get_declaration(relative_household_id, me.household_id) is not None
                 return declaration, True, mutual
             existing = self.store.get_declaration(me.household_id, relative_household_id)
@@ -267,11 +265,10 @@ class IdentityService:
         return resident_account(member.id)
 
     def _require_relatives(self, own_household: str, other_household: str) -> None:
-        if self.are_relatives(own_household, other_household):
-            return
-        if self.store.get_household(other_household) is None:
-            raise NotFound("未找到该住户", {"household_id": other_household})
-        raise NotRelative(details={"household_id": other_household})
+        # Unknown and unrelated households get the same answer: nothing tells a stranger which
+        # ids are registered households.
+        if not self.are_relatives(own_household, other_household):
+            raise NotRelative(details={"household_id": other_household})
 
     def shares_household(self, caller: Caller, resident_id: str) -> bool:
         return self.has_member(caller.household_id, resident_id)
@@ -292,24 +289,39 @@ class IdentityService:
     def verify(self, actor: str, resident_id: str) -> Resident:
         """Verify a resident; the household's first verified member brings its starting credits.
 
-        Safe to retry at any point: the status write is conditional, the ledger transfer id is
-        derived from the household, and the household's "granted" mark is set only after the
-        ledger accepted the transfer — so a verify that crashed in between is completed by the
-        next call (even one on an already verified resident).
+        The status change, the household's "granted" mark and the starting-credits transfer are
+        one transaction: a crash leaves either all of them or none, never a verified household
+        without its credits. Two members verified at once: the mark's condition lets one grant;
+        the other decides again on what is stored and verifies without a grant.
         """
         resident = self.resident(resident_id)
         for _ in range(_STATUS_RETRIES):
-            if not verify_changes(resident.status):
-                break
-            updated = verified(resident, actor, self._now())
-            if self.store.update_resident_status(updated, expected_status=resident.status):
-                resident = updated
-                break
-            resident = self.resident(resident_id)  # changed meanwhile: decide again on what is stored
-        else:
-            raise Conflict("操作冲突，请重试")
-        self._ensure_starting_credits(resident.household_id, actor)
-        return resident
+            household = self.store.get_household(resident.household_id)
+            owed = household is not None and household.credits_granted_at is None
+            changes = verify_changes(resident.status)
+            if not changes and not owed:
+                return resident
+            now = self._now()
+            updated = verified(resident, actor, now) if changes else resident
+            writes = self.store.status_writes(updated, resident.status if changes else None, now if owed else None)
+            try:
+                self._commit_verification(resident.household_id, owed, actor, writes)
+                return updated
+            except InvalidState:
+                resident = self.resident(resident_id)  # changed meanwhile: decide again on what is stored
+        raise Conflict("操作冲突，请重试")
+
+    def _commit_verification(self, household_id: str, owed: bool, actor: str, writes: list[Any]) -> None:
+        transfer_id = starting_credits_transfer_id(household_id)
+        # A household granted before the mark joined the transfer's transaction (or whose
+        # configured amount changed since) has the transfer already: the mark alone completes it.
+        if not owed or self.config.starting_credits <= 0 or self.ledger.get_transfer(transfer_id) is not None:
+            self.ledger.execute([], also=writes)
+            return
+        self.ledger.transfer(
+            transfer_id=transfer_id, debit=ISSUANCE, credit=household_account(household_id), asset="service",
+            amount=self.config.starting_credits, kind=STARTING_CREDITS_KIND, memo=STARTING_CREDITS_MEMO,
+            actor=actor, also=writes)
 
     def reject(self, actor: str, resident_id: str, reason: str) -> Resident:
         resident = self.resident(resident_id)
@@ -330,26 +342,6 @@ class IdentityService:
         if wanted != resident.roles:
             self.store.set_roles(resident, wanted)
         return replace(resident, roles=wanted)
-
-    def _ensure_starting_credits(self, household_id: str, actor: str) -> None:
-        household = self.store.get_household(household_id)
-        if household is None or household.credits_granted_at is not None:
-            return
-        if self.config.starting_credits > 0:
-            self._grant_starting_credits(household_id, self.config.starting_credits, actor)
-        self.store.mark_credits_granted(household_id, self._now())
-
-    def _grant_starting_credits(self, household_id: str, amount: int, actor: str) -> None:
-        """One ledger transfer issuance → household, its id derived from the household."""
-        try:
-            self.ledger.transfer(
-                transfer_id=starting_credits_transfer_id(household_id), debit=ISSUANCE,
-                credit=household_account(household_id), asset="service", amount=amount,
-                kind=STARTING_CREDITS_KIND, memo=STARTING_CREDITS_MEMO, actor=actor)
-        except IdempotencyMismatch:
-            # The household's transfer exists already with other content (the configured amount
-            # changed between a crashed verify and its retry): it was granted; never grant twice.
-            return
 
     # --- helpers --------------------------------------------------------------------------
 

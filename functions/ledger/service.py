@@ -501,6 +501,12 @@ class Ledger:
 
     def _diagnose(self, commands: list[Command], plan: Plan, rejected: CommitRejected) -> list[TransferRecord]:
         failed = rejected.failed
+        for element in failed:
+            # A caller's own write refused (its state moved on): whatever the transfers say, the
+            # batch is not the one that committed, and a replay answer would claim its writes
+            # were applied. The caller decides again on what is stored.
+            if not isinstance(element, (TransferRecord, Resolution, BalanceChange)):
+                raise InvalidState(details={"reason": "a linked write's condition failed"})
         if not failed or any(isinstance(f, TransferRecord) for f in failed):
             replay = self._replay(commands)
             if replay is not None:
@@ -510,9 +516,6 @@ class Ledger:
                 if element.reversal:
                     raise InvalidState("该转账已冲正", {"original_id": element.transfer_id})
                 raise InvalidState("该冻结已结算或已释放", {"pending_id": element.transfer_id})
-        for element in failed:
-            if not isinstance(element, (TransferRecord, Resolution, BalanceChange)):
-                raise InvalidState(details={"reason": "a linked write's condition failed"})
         for element in failed:
             if isinstance(element, BalanceChange):
                 raise self._balance_refusal(element)

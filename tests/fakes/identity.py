@@ -6,10 +6,24 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from functions.core.errors import AlreadyExists, ValidationError
+from functions.core.errors import AlreadyExists, LimitExceeded, ValidationError
 from functions.identity.model import (
     ROLE_RESIDENT, Dependant, Household, Login, Member, RelativeDeclaration, Resident,
 )
+
+
+class _Write:
+    """A write joining a transaction of the in-memory ledger (or the recording one of the tests):
+    its condition is checked with all the others before any is applied."""
+
+    def __init__(self, holds: Any, apply: Any) -> None:
+        self._holds, self._apply = holds, apply
+
+    def holds_in_memory(self) -> bool:
+        return bool(self._holds())
+
+    def apply_in_memory(self) -> None:
+        self._apply()
 
 
 class InMemoryIdentityStore:
@@ -19,22 +33,28 @@ class InMemoryIdentityStore:
         self.logins: dict[str, Login] = {}
         self.members: dict[tuple[str, str], Member] = {}
         self.households: dict[str, Household] = {}
+        self.addresses: dict[str, str] = {}
         self.declarations: dict[tuple[str, str], RelativeDeclaration] = {}
 
     def get_login(self, openid: str) -> Login | None:
         return self.logins.get(openid)
 
-    def create_resident(self, resident: Resident, household: Household) -> None:
+    def create_resident(self, resident: Resident, household: Household, address_key: str) -> str:
         login = self.logins.get(resident.openid) or Login(openid=resident.openid)
         if login.resident_id is not None:
             raise AlreadyExists("您已登记过居民信息", {"resident_id": login.resident_id})
-        if (resident.household_id, resident.id) in self.members:
+        household_id = self.addresses.get(address_key, household.id)
+        resident = replace(resident, household_id=household_id)
+        if (household_id, resident.id) in self.members:
             raise AlreadyExists(details={"resident_id": resident.id})
         self.logins[resident.openid] = replace(
-            login, resident_id=resident.id, household_id=resident.household_id, status=resident.status,
+            login, resident_id=resident.id, household_id=household_id, status=resident.status,
             roles=login.roles | {ROLE_RESIDENT})
-        self.members[(resident.household_id, resident.id)] = resident
-        self.households.setdefault(household.id, household)
+        self.members[(household_id, resident.id)] = resident
+        if address_key not in self.addresses:
+            self.addresses[address_key] = household.id
+            self.households[household.id] = household
+        return household_id
 
     def get_resident(self, household_id: str, resident_id: str) -> Resident | None:
         member = self.members.get((household_id, resident_id))
@@ -52,10 +72,13 @@ class InMemoryIdentityStore:
     def list_members(self, household_id: str) -> list[Member]:
         return [m for (hid, _), m in sorted(self.members.items()) if hid == household_id]
 
-    def create_dependant(self, dependant: Dependant) -> bool:
+    def create_dependant(self, dependant: Dependant, limit: int) -> bool:
         key = (dependant.household_id, dependant.id)
         if key in self.members:
             return False
+        if sum(1 for (hid, _), m in self.members.items()
+               if hid == dependant.household_id and isinstance(m, Dependant)) >= limit:
+            raise LimitExceeded("家庭成员数量已达上限", {"max_dependants": limit})
         self.members[key] = dependant
         return True
 
@@ -90,15 +113,32 @@ class InMemoryIdentityStore:
     def get_household(self, household_id: str) -> Household | None:
         return self.households.get(household_id)
 
-    def mark_credits_granted(self, household_id: str, at: datetime) -> None:
-        household = self.households[household_id]
-        if household.credits_granted_at is None:
-            self.households[household_id] = replace(household, credits_granted_at=at)
+    def status_writes(self, resident: Resident, expected_status: str | None,
+                      grant_mark_at: datetime | None) -> list[Any]:
+        writes: list[Any] = []
+        if expected_status is not None:
+            writes.append(_Write(
+                lambda: (stored := self.get_resident(resident.household_id, resident.id)) is not None
+                and stored.status == expected_status,
+                lambda: self._store_status(resident)))
+        if grant_mark_at is not None:
+            writes.append(_Write(
+                lambda: resident.household_id in self.households
+                and self.households[resident.household_id].credits_granted_at is None,
+                lambda: self.households.__setitem__(resident.household_id, replace(
+                    self.households[resident.household_id], credits_granted_at=grant_mark_at))))
+        return writes
 
-    def put_declaration(self, declaration: RelativeDeclaration) -> bool:
+    def _store_status(self, resident: Resident) -> None:
+        self.members[(resident.household_id, resident.id)] = resident
+        self.logins[resident.openid] = replace(self.logins[resident.openid], status=resident.status)
+
+    def put_declaration(self, declaration: RelativeDeclaration, limit: int) -> bool:
         key = (declaration.household_id, declaration.relative_household_id)
         if key in self.declarations:
             return False
+        if len(self.declarations_by(declaration.household_id)) >= limit:
+            raise LimitExceeded("亲属住户数量已达上限", {"max_relatives": limit})
         self.declarations[key] = declaration
         return True
 

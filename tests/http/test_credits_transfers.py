@@ -100,7 +100,7 @@ def test_the_same_key_with_another_body_is_a_conflict(client, people, changed):
     post(client, alice_h, body, "same")
     state = ledger_state()
     response = post(client, alice_h, {**body, **changed}, "same")
-    assert response.status_code in (409, 404)  # an unknown target is found out before the ledger
+    assert response.status_code in (409, 422)  # an unknown target is refused before the ledger
     if "to" not in changed:
         assert response.json_body["code"] == "IDEMPOTENCY_MISMATCH"
     assert ledger_state() == state
@@ -178,7 +178,8 @@ def test_paying_ones_own_household_account_from_itself_is_400(client, people):
 
 @pytest.mark.parametrize("target,status,code", [
     ({"resident_id": "res_nobody"}, 404, "NOT_FOUND"),
-    ({"household_id": "hh_nobody"}, 404, "NOT_FOUND"),
+    # Answered like an unrelated household: nothing tells which ids are registered households.
+    ({"household_id": "hh_nobody"}, 422, "NOT_RELATIVE"),
     ("carol-resident", 422, "NOT_RELATIVE"),
     ("carol-household", 422, "NOT_RELATIVE"),
 ])

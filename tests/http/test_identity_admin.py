@@ -1,5 +1,7 @@
 """Admin review of residents: listing, verification (with starting credits), rejection."""
 
+import pytest
+
 from functions.core.settings import get_settings
 
 from functions.identity.service import starting_credits_transfer_id
@@ -102,21 +104,34 @@ def test_each_household_gets_its_own_starting_credits(client):
     assert household_balance(a["household_id"]) == household_balance(b["household_id"]) == 300
 
 
-def test_verify_retried_after_a_crash_before_the_mark_grants_exactly_once(client, monkeypatch):
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_a_crash_around_the_verification_commit_never_leaves_a_verified_household_without_credits(
+        client, monkeypatch, when):
+    """Outside testing: the status change, the grant and the household's mark were three writes;
+    a crash after the first left a verified household with 0 credits. Now they are one."""
+    from functions.ledger.model import CommitHooks, SimulatedCrash
+
     _, alice = register(client, "alice")
-    service = bootstrap.identity()
-    # Crash after the ledger accepted the transfer but before the household was marked.
-    original_mark = service.store.mark_credits_granted
+    ledger = bootstrap.ledger()
 
-    def crash(*args, **kwargs):
-        raise RuntimeError("lambda timed out")
+    class Crash(CommitHooks):
+        def before_commit(self, plan):
+            if when == "before":
+                raise SimulatedCrash("lambda timed out before the commit")
 
-    monkeypatch.setattr(service.store, "mark_credits_granted", crash)
+        def after_commit(self, plan):
+            if when == "after":
+                raise SimulatedCrash("lambda timed out after the commit")
+
+    monkeypatch.setattr(ledger.store, "hooks", Crash())
     response = client.http.post(f"/v1/admin/residents/{alice['id']}/verify", headers=admin_headers(client))
     assert response.status_code == 500
-    assert household_balance(alice["household_id"]) == 300
-    monkeypatch.setattr(service.store, "mark_credits_granted", original_mark)
-    assert verify(client, alice["id"])["status"] == "verified"
+    status = client.http.get(f"/v1/admin/residents/{alice['id']}", headers=admin_headers(client)).json_body["status"]
+    # All or nothing: pending with no credits, or verified with them.
+    assert (status, household_balance(alice["household_id"])) == (
+        ("pending", 0) if when == "before" else ("verified", 300))
+    monkeypatch.setattr(ledger.store, "hooks", CommitHooks())
+    assert verify(client, alice["id"])["status"] == "verified"  # the admin's retry
     assert household_balance(alice["household_id"]) == 300
     view = client.http.get("/v1/households/mine", headers=login(client, "alice")).json_body
     assert view["starting_credits_granted"] is True

@@ -163,3 +163,79 @@ def test_nesting_deeper_than_the_stack_is_a_400(world):
     response = world["client"].http.post("/v1/transfers", headers=json_headers(world["requester"], "deep"),
                                          body='{"to": ' + deep + ', "amount": 1}')
     assert response.status_code == 400 and response.json_body["code"] == "VALIDATION_ERROR"
+
+
+# --- 6. limits checked before writing, passed by concurrency --------------------------------------
+
+def race(monkeypatch, method_owner, method, workers, work):
+    """Run ``work(i)`` in ``workers`` threads that all reach ``method`` before any runs it."""
+    from functions.core.errors import TimebankError
+
+    serialized_moto(monkeypatch)
+    barrier = threading.Barrier(workers, timeout=60)
+    original = getattr(method_owner, method)
+
+    def waiting(self, *args, **kwargs):
+        barrier.wait()
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(method_owner, method, waiting)
+    outcomes: list = []
+
+    def run(number):
+        try:
+            work(number)
+            outcomes.append("ok")
+        except TimebankError as error:
+            outcomes.append(error.code)
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    monkeypatch.undo()
+    return outcomes
+
+
+def test_thirty_parallel_dependants_store_exactly_the_limit(world, monkeypatch):
+    from functions.identity.dynamo import DynamoIdentityStore
+    from functions.identity.service import MAX_DEPENDANTS_PER_HOUSEHOLD
+
+    service = bootstrap.identity()
+    caller = service.caller_from(service.login_state("d-req"))
+    outcomes = race(monkeypatch, DynamoIdentityStore, "create_dependant", 30, lambda n: service.add_dependant(
+        caller, name=f"孩子{n}", birth_year=2015, relation="child", idempotency_key=None))
+    assert outcomes.count("ok") == MAX_DEPENDANTS_PER_HOUSEHOLD
+    assert outcomes.count("LIMIT_EXCEEDED") == 30 - MAX_DEPENDANTS_PER_HOUSEHOLD
+    members = service.store.list_members(world["req"]["household_id"])
+    assert len([m for m in members if m.__class__.__name__ == "Dependant"]) == MAX_DEPENDANTS_PER_HOUSEHOLD
+
+
+def test_parallel_relative_declarations_store_exactly_the_limit(world, monkeypatch):
+    from functions.identity.dynamo import DynamoIdentityStore
+    from functions.identity.service import MAX_RELATIVE_DECLARATIONS
+
+    service = bootstrap.identity()
+    caller = service.caller_from(service.login_state("d-req"))
+    outcomes = race(monkeypatch, DynamoIdentityStore, "put_declaration", 25,
+                    lambda n: service.declare_relative(caller, f"hh_other{n:02d}", "sibling"))
+    assert outcomes.count("ok") == MAX_RELATIVE_DECLARATIONS and outcomes.count("LIMIT_EXCEEDED") == 5
+    assert len(service.store.declarations_by(world["req"]["household_id"])) == MAX_RELATIVE_DECLARATIONS
+
+
+# --- 8. household ids are not derivable from an address ----------------------------------------
+
+def test_household_ids_are_random_and_strangers_cannot_tell_registered_ones(world):
+    from functions.core.ids import derived_id
+
+    client = world["client"]
+    household_id = world["req"]["household_id"]
+    assert household_id != derived_id("hh", "test", "3", "1", "502")  # what the old scheme gave
+    stranger, _ = verified_resident(client, "d-probe", building="8", unit="1", room="801")
+    answers = []
+    for target in (household_id, "hh_not_registered_anywhere"):
+        response = client.http.post("/v1/transfers", body=as_json({"to": {"household_id": target}, "amount": 1}),
+                                    headers=json_headers(stranger, f"probe-{target}"))
+        answers.append((response.status_code, response.json_body["code"]))
+    assert answers == [(422, "NOT_RELATIVE")] * 2

@@ -12,6 +12,7 @@ from functions.identity.dynamo import DynamoIdentityStore
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=clock.CHINA_TZ)
 HH = "hh_flat"
+FLAT = "addr_flat"  # the address key of the flat (``model.address_key``)
 
 
 def resident(openid, rid=None, household=HH, at=T0, **changes):
@@ -34,8 +35,13 @@ def store(aws):
     return DynamoIdentityStore()
 
 
+def register(store, person, home=None, flat=FLAT):
+    """What the service does: propose a household, join whichever one the flat has."""
+    return store.create_resident(person, home or household(person.household_id), flat)
+
+
 def test_registration_writes_login_resident_and_household_together(store):
-    store.create_resident(resident("alice"), household())
+    assert register(store, resident("alice")) == HH
     login = store.get_login("alice")
     assert (login.resident_id, login.household_id, login.status, login.roles) == \
         ("res_alice", HH, "pending", {"resident"})
@@ -43,26 +49,27 @@ def test_registration_writes_login_resident_and_household_together(store):
     assert store.get_household(HH) == household()
 
 
-def test_registrations_of_one_flat_that_both_saw_no_household_end_in_one_household(store):
-    # Neither registration reads the household first: both write it with if_not_exists.
-    store.create_resident(resident("alice"), household(building="3幢"))
-    store.create_resident(resident("bob"), replace(household(building="3"), created_at=T0 + timedelta(1)))
-    assert len(items("households")) == 1
+def test_registrations_of_one_flat_end_in_one_household_whatever_each_proposed(store):
+    assert register(store, resident("alice"), household(building="3幢")) == HH
+    # Bob's registration proposes a household of its own; the flat has one: he joins it.
+    assert register(store, resident("bob", household="hh_proposed"), household("hh_proposed", building="3")) == HH
+    assert len(items("households")) == 1 and len(items("household-addresses")) == 1
     assert store.get_household(HH) == household(building="3幢")  # the first writer's fields stay
     assert {m.id for m in store.list_members(HH)} == {"res_alice", "res_bob"}
+    assert store.get_login("bob").household_id == HH
 
 
 def test_second_registration_of_an_openid_fails_whole(store):
-    store.create_resident(resident("alice"), household())
+    register(store, resident("alice"))
     with pytest.raises(AlreadyExists):
-        store.create_resident(resident("alice", rid="res_again", household="hh_other"), household("hh_other"))
+        register(store, resident("alice", rid="res_again", household="hh_other"), flat="addr_other")
     assert store.get_member("hh_other", "res_again") is None
     assert store.get_household("hh_other") is None
     assert store.get_login("alice").resident_id == "res_alice"
 
 
 def test_status_update_is_conditional_and_updates_the_login(store):
-    store.create_resident(resident("alice"), household())
+    register(store, resident("alice"))
     now_verified = replace(resident("alice"), status="verified", reviewed_at=T0, reviewed_by="boss")
     assert store.update_resident_status(now_verified, expected_status="pending")
     assert store.get_login("alice").status == "verified"
@@ -75,7 +82,7 @@ def test_status_update_is_conditional_and_updates_the_login(store):
 
 
 def test_rejection_reason_is_removed_when_verified_later(store):
-    store.create_resident(resident("alice"), household())
+    register(store, resident("alice"))
     was_rejected = replace(resident("alice"), status="rejected", reviewed_at=T0, reviewed_by="b", rejection_reason="r")
     assert store.update_resident_status(was_rejected, "pending")
     assert store.update_resident_status(replace(was_rejected, status="verified", rejection_reason=None), "rejected")
@@ -83,11 +90,11 @@ def test_rejection_reason_is_removed_when_verified_later(store):
 
 
 def test_members_of_a_household_are_one_query_and_findable_by_id(store):
-    store.create_resident(resident("alice"), household())
+    register(store, resident("alice"))
     dependant = Dependant(id="dep_1", household_id=HH, name="奶奶", birth_year=1940, relation="grandparent",
                           created_by="res_alice", created_at=T0, content_hash="abc")
-    assert store.create_dependant(dependant)
-    assert not store.create_dependant(replace(dependant, name="别人"))
+    assert store.create_dependant(dependant, limit=20)
+    assert not store.create_dependant(replace(dependant, name="别人"), limit=20)
     assert store.get_member(HH, "dep_1") == dependant
     assert store.list_members(HH) == [dependant, resident("alice")]
     assert store.find_member("dep_1") == dependant
@@ -97,7 +104,7 @@ def test_members_of_a_household_are_one_query_and_findable_by_id(store):
 
 def test_status_index_pages_without_a_trailing_empty_page(store):
     for i in range(5):
-        store.create_resident(resident(f"u{i}", at=T0 + timedelta(minutes=i)), household())
+        register(store, resident(f"u{i}", at=T0 + timedelta(minutes=i)))
     seen, cursor, pages = [], None, 0
     while True:
         page, cursor = store.list_residents_by_status("pending", 2, cursor)
@@ -118,20 +125,31 @@ def test_forged_cursors_are_validation_errors(store, cursor):
         store.list_residents_by_status("pending", 2, cursor)
 
 
-def test_credits_mark_is_set_once(store):
-    store.create_resident(resident("alice"), household())
-    store.mark_credits_granted(HH, T0)
-    store.mark_credits_granted(HH, T0 + timedelta(days=1))
+def test_verification_writes_commit_together_and_the_credits_mark_only_once(store):
+    from functions.adapters.dynamo import commit
+    from pynamodb.exceptions import TransactWriteError
+
+    register(store, resident("alice"))
+    now_verified = replace(resident("alice"), status="verified", reviewed_at=T0, reviewed_by="boss")
+    commit(store.status_writes(now_verified, "pending", T0))
+    assert store.get_household(HH).credits_granted_at == T0 and store.get_login("alice").status == "verified"
+    register(store, resident("bob"))
+    bob_verified = replace(resident("bob"), status="verified", reviewed_at=T0, reviewed_by="boss")
+    with pytest.raises(TransactWriteError):  # the mark exists: the whole verification is refused
+        commit(store.status_writes(bob_verified, "pending", T0 + timedelta(days=1)))
+    assert store.get_resident(HH, "res_bob").status == "pending"
     assert store.get_household(HH).credits_granted_at == T0
 
 
 def test_declarations(store):
+    for hid in ("hh_a", "hh_b"):
+        register(store, resident(f"r{hid}", household=hid), flat=f"addr_{hid}")
     a_to_b = RelativeDeclaration("hh_a", "hh_b", "parent", "res_a", T0)
-    assert store.put_declaration(a_to_b)
-    assert not store.put_declaration(replace(a_to_b, relation="sibling"))
+    assert store.put_declaration(a_to_b, limit=20)
+    assert not store.put_declaration(replace(a_to_b, relation="sibling"), limit=20)
     assert store.get_declaration("hh_a", "hh_b") == a_to_b
     assert store.declarations_between("hh_a", "hh_b") == {("hh_a", "hh_b")}
-    store.put_declaration(RelativeDeclaration("hh_b", "hh_a", "child", "res_b", T0))
+    store.put_declaration(RelativeDeclaration("hh_b", "hh_a", "child", "res_b", T0), limit=20)
     assert store.declarations_between("hh_b", "hh_a") == {("hh_a", "hh_b"), ("hh_b", "hh_a")}
     assert store.declarations_by("hh_a") == [a_to_b]
     assert store.declarations_of("hh_b") == [a_to_b]
@@ -143,7 +161,7 @@ def test_declarations(store):
 def test_token_version_bumps(store):
     assert store.bump_token_version("carol") == 1
     assert store.bump_token_version("carol") == 2
-    store.create_resident(resident("carol"), household())
+    register(store, resident("carol"))
     login = store.get_login("carol")
     assert (login.token_version, login.resident_id) == (2, "res_carol")
 
@@ -166,12 +184,12 @@ def test_registration_cancelled_by_a_concurrent_one_on_the_same_flat_is_retried(
     def racing(*args):
         if conflicts["left"]:
             conflicts["left"] -= 1
-            store.create_resident(resident("bob"), household())  # the other registration wins
+            register(store, resident("bob"))  # the other registration wins
             raise _conflict()
         return original(*args)
 
     monkeypatch.setattr(store, "_register", racing)
-    store.create_resident(resident("alice"), household())
+    register(store, resident("alice"))
     assert {m.id for m in store.list_members(HH)} == {"res_alice", "res_bob"}
     assert len(items("households")) == 1
 
@@ -184,5 +202,20 @@ def test_registration_gives_up_after_repeated_conflicts(store, monkeypatch):
 
     monkeypatch.setattr(store, "_register", always_conflicting)
     with pytest.raises(Conflict):
-        store.create_resident(resident("alice"), household())
+        register(store, resident("alice"))
     assert store.get_login("alice") is None
+
+
+def test_counted_limits_hold_in_the_write_itself(store):
+    register(store, resident("alice"))
+    for number in range(3):
+        assert store.create_dependant(Dependant(id=f"dep_{number}", household_id=HH, name="孩子", birth_year=2015,
+                                                relation="child", created_by="res_alice", created_at=T0), limit=3)
+    from functions.core.errors import LimitExceeded
+
+    with pytest.raises(LimitExceeded):
+        store.create_dependant(Dependant(id="dep_x", household_id=HH, name="孩子", birth_year=2015,
+                                         relation="child", created_by="res_alice", created_at=T0), limit=3)
+    assert store.get_member(HH, "dep_x") is None
+    assert not store.create_dependant(Dependant(id="dep_0", household_id=HH, name="孩子", birth_year=2015,
+                                                relation="child", created_by="res_alice", created_at=T0), limit=3)

@@ -2,7 +2,7 @@ import pytest
 
 from functions.core.errors import InvalidState
 from functions.identity.model import (
-    PENDING, REJECTED, VERIFIED, Address, are_relatives, effective_roles, household_id_for, mask_phone,
+    PENDING, REJECTED, VERIFIED, Address, are_relatives, effective_roles, address_key, mask_phone,
     reject_changes, verify_changes,
 )
 
@@ -18,7 +18,7 @@ from functions.identity.model import (
     Address("03", "1", "0502"),
 ])
 def test_spellings_of_one_flat_give_one_household(variant):
-    assert household_id_for("demo", variant) == household_id_for("demo", Address("3", "1", "502"))
+    assert address_key("demo", variant) == address_key("demo", Address("3", "1", "502"))
 
 
 @pytest.mark.parametrize("other", [
@@ -28,11 +28,11 @@ def test_spellings_of_one_flat_give_one_household(variant):
     Address("3A", "1", "502"),
 ])
 def test_different_flats_give_different_households(other):
-    assert household_id_for("demo", other) != household_id_for("demo", Address("3", "1", "502"))
+    assert address_key("demo", other) != address_key("demo", Address("3", "1", "502"))
 
 
 def test_letters_are_case_insensitive():
-    assert household_id_for("demo", Address("a座", "1", "1")) == household_id_for("demo", Address("A", "1", "1"))
+    assert address_key("demo", Address("a座", "1", "1")) == address_key("demo", Address("A", "1", "1"))
 
 
 def test_a_suffix_alone_is_kept_rather_than_emptied():
@@ -41,7 +41,7 @@ def test_a_suffix_alone_is_kept_rather_than_emptied():
 
 def test_same_address_in_another_community_is_another_household():
     address = Address("3", "1", "502")
-    assert household_id_for("demo", address) != household_id_for("xihu", address)
+    assert address_key("demo", address) != address_key("xihu", address)
 
 
 @pytest.mark.parametrize("phone, masked", [

@@ -10,7 +10,7 @@ from functions.core.errors import (
     NotVerified, ValidationError,
 )
 from functions.core.caller import Caller
-from functions.identity.model import Address, household_id_for
+from functions.identity.model import Address, address_key
 from functions.identity.service import (
     MAX_DEPENDANTS_PER_HOUSEHOLD, IdentityConfig, IdentityService, NotRegistered,
 )
@@ -24,6 +24,7 @@ class RecordingLedger:
 
     def __init__(self, fail_times: int = 0):
         self.granted: dict[str, int] = {}
+        self.transfers: set[str] = set()
         self.calls = 0
         self.fail_times = fail_times
 
@@ -32,9 +33,23 @@ class RecordingLedger:
         self.calls += 1
         if self.fail_times:
             self.fail_times -= 1
-            raise ConnectionError("ledger unreachable")
+            raise ConnectionError("ledger unreachable")  # nothing of the transaction applied
         assert debit == "issuance" and credit.startswith("household:") and kind == "starting_credits"
-        self.granted.setdefault(credit.split(":", 1)[1], amount)
+        household = credit.split(":", 1)[1]
+        if household in self.granted:
+            raise InvalidState("transfer exists")
+        self.execute([], also)
+        self.granted[household] = amount
+        self.transfers.add(transfer_id)
+
+    def execute(self, commands, also=()):
+        if not all(write.holds_in_memory() for write in also):
+            raise InvalidState("a linked write's condition failed")
+        for write in also:
+            write.apply_in_memory()
+
+    def get_transfer(self, transfer_id):
+        return transfer_id if transfer_id in self.transfers else None
 
 
 def transfer_target(caller, to, service):
@@ -95,7 +110,11 @@ def verified(service, openid, **address):
 def test_registration_creates_a_pending_resident_and_its_household(service, store):
     resident = register(service, "alice", building="3幢", unit="1单元", room="502室")
     assert resident.status == "pending"
-    assert resident.household_id == household_id_for("demo", Address("3", "1", "502"))
+    # A random id, joined by every later registration of the same flat however it is spelled.
+    assert resident.household_id.startswith("hh_")
+    assert store.addresses[address_key("demo", Address("3", "1", "502"))] == resident.household_id
+    assert register(service, "bob", building="3栋", unit="1", room="0502").household_id == resident.household_id
+    assert resident.household_id != address_key("demo", Address("3", "1", "502"))
     assert store.households[resident.household_id].address == Address("3幢", "1单元", "502室")
     login = store.logins["alice"]
     assert (login.resident_id, login.household_id, login.status) == (resident.id, resident.household_id, "pending")
@@ -169,16 +188,18 @@ def test_verify_is_idempotent(service, ledger):
     assert ledger.calls == 1
 
 
-def test_verify_retried_after_a_crash_completes_the_grant(store):
+def test_verify_is_one_transaction_so_a_crash_leaves_nothing_half_done(store):
+    """Outside testing: a crash after the status change left a verified household with 0 credits."""
     ledger = RecordingLedger(fail_times=1)
     service = IdentityService(store, ledger, IdentityConfig("demo", (), 300), now=lambda: T0, make_id=Ids())
     alice = register(service, "alice")
     with pytest.raises(ConnectionError):
         service.verify("boss", alice.id)
-    # The status write happened; the household is not marked, so the retry grants.
-    assert store.get_resident(alice.household_id, alice.id).status == "verified"
-    assert store.households[alice.household_id].credits_granted_at is None
+    # Nothing of the verification is stored: still pending, no credits, no mark.
+    assert store.get_resident(alice.household_id, alice.id).status == "pending"
+    assert store.households[alice.household_id].credits_granted_at is None and ledger.granted == {}
     service.verify("boss", alice.id)
+    assert store.get_resident(alice.household_id, alice.id).status == "verified"
     assert ledger.granted == {alice.household_id: 300}
     assert store.households[alice.household_id].credits_granted_at == T0
 
@@ -321,8 +342,9 @@ def test_declaring_own_or_unknown_household(service, families):
     with pytest.raises(BusinessRuleViolation) as own:
         service.declare_relative(alice, alice.household_id, "parent")
     assert own.value.code == "OWN_HOUSEHOLD"
-    with pytest.raises(NotFound):
-        service.declare_relative(alice, "hh_nowhere", "parent")
+    # Answered as for any household: nothing tells whether an id is registered.
+    declaration, created, mutual = service.declare_relative(alice, "hh_nowhere", "parent")
+    assert created and not mutual
 
 
 def test_household_view_shows_mutual_flags_and_incoming_requests(service, families):
@@ -372,9 +394,13 @@ def test_transfer_target_unknown_ids_and_dependants_are_not_found(service, famil
     alice = families[0]
     dependant = service.add_dependant(alice, name="奶奶", birth_year=1940, relation="grandparent",
                                       idempotency_key=None)
-    for to in ({"household_id": "hh_nowhere"}, {"resident_id": "res_nobody"}, {"resident_id": dependant.id}):
+    for to in ({"resident_id": "res_nobody"}, {"resident_id": dependant.id}):
         with pytest.raises(NotFound):
             transfer_target(alice, to, service)
+    # An unknown household is answered like an unrelated one (outside testing: 404 vs 422 told
+    # strangers which flats were registered).
+    with pytest.raises(NotRelative):
+        transfer_target(alice, {"household_id": "hh_nowhere"}, service)
 
 
 def test_transfer_target_refuses_rejected_residents_of_own_household(service, families):
