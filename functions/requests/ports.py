@@ -63,6 +63,10 @@ class Ledger(Protocol):
 class InsuranceRegister(Protocol):
     def has_record(self, request_id: str) -> bool: ...
 
+    def record_write(self, accepted: ServiceRequest) -> Any:
+        """The insurance record of an accepted service, as a write of the accept's transaction
+        (None where the community has no policy configured: the queue then retries and alarms)."""
+
 
 class Households(Protocol):
     def has_member(self, household_id: str | None, member_id: str | None) -> bool: ...

@@ -135,8 +135,12 @@ class RequestService:
         request = self.store.get(request_id)
         changes = lc.accept(request, caller, self.now())
         event = accepted_event(replace(request, **changes))
+        # Insured the moment it is accepted, in the same transaction: a volunteer at a school gate
+        # never waits for a queue before checking in.
+        insured = self.insurance.record_write(replace(request, **changes))
+        writes = [self.outbox.write(event), *([insured] if insured is not None else [])]
         try:
-            accepted = self.store.transition(request, changes, also=[self.outbox.write(event)])
+            accepted = self.store.transition(request, changes, also=writes)
         except InvalidState:
             raise lc.AlreadyAccepted() from None
         self._published([event], "RequestAccepted")

@@ -24,7 +24,7 @@ from pynamodb.exceptions import PutError, UpdateError
 from pynamodb.indexes import GlobalSecondaryIndex
 from pynamodb.models import Model
 
-from functions.adapters.dynamo import bad_cursor, index_meta, make_meta, table
+from functions.adapters.dynamo import Put, bad_cursor, index_meta, make_meta, table
 from functions.core import clock
 from functions.safety.model import ACTIVE, CANCELLED, AccessLogEntry, ExportRange, InsuranceRecord
 
@@ -111,6 +111,9 @@ def _checked_cursor(cursor: dict[str, Any] | None, months: list[str]) -> tuple[i
 
 
 class DynamoInsuranceRecordStore:
+    def record_write(self, record: InsuranceRecord) -> Put:
+        return Put(_to_item(record))
+
     def add(self, record: InsuranceRecord) -> bool:
         try:
             _to_item(record).save(condition=InsuranceRecordItem.request_id.does_not_exist())

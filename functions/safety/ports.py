@@ -10,6 +10,9 @@ from functions.safety.model import AccessLogEntry, ExportRange, InsuranceRecord,
 
 
 class InsuranceRecordStore(Protocol):
+    def record_write(self, record: InsuranceRecord) -> Any:
+        """The record as a write of another transaction (``add_to``), replacing any earlier one."""
+
     def add(self, record: InsuranceRecord) -> bool:
         """Write unless a record for the request exists; True if this call wrote it."""
 

@@ -14,11 +14,12 @@ from functions.core.events import DomainEvent
 from functions.core.messaging import PoisonMessage
 from functions.core.observability import logger
 from functions.requests import model as lc
+from functions.requests.model import ServiceRequest
 from functions.safety.model import (
-    EVIDENCE_KEY, CONTENT_TYPES, DEFAULT_RETENTION_DAYS, MAX_EXPORT_ROWS, MAX_UPLOAD_BYTES, ROOT_PREFIX, UPLOAD_EXPIRES_SECONDS,
-    UPLOAD_STATES, VIEW_EXPIRES_SECONDS, AccessLogEntry, EvidenceNotUploaded, EvidenceTooLarge, EvidenceWrongType,
-    ExportRange, InsurancePolicy, InsuranceRecord, StoredObject, viewer_ids, evidence_key, issued_at_of, record_for,
-    request_prefix, viewer_role,
+    CONTENT_TYPES, DEFAULT_RETENTION_DAYS, EVIDENCE_KEY, MAX_EXPORT_ROWS, MAX_UPLOAD_BYTES, ROOT_PREFIX,
+    UPLOAD_EXPIRES_SECONDS, UPLOAD_STATES, VIEW_EXPIRES_SECONDS, AccessLogEntry, EvidenceNotUploaded, EvidenceTooLarge,
+    EvidenceWrongType, ExportRange, InsuranceNotConfigured, InsurancePolicy, InsuranceRecord, StoredObject,
+    evidence_key, issued_at_of, record_for, request_prefix, viewer_ids, viewer_role,
 )
 from functions.safety.ports import AccessLog, InsuranceRecordStore, ObjectStorage, RequestReader
 
@@ -43,8 +44,21 @@ class InsuranceRegister:
             return self.record_cancelled(event.subject)
         raise PoisonMessage(f"insurance does not handle {event.type}")
 
+    def record_write(self, accepted: ServiceRequest) -> Any:
+        """The record of a service being accepted, for the accept's own transaction. Unconditional:
+        the accept is conditional on the request being open, so each acceptance writes once; a
+        request accepted again after its volunteer did not come is insured for the new one."""
+        try:
+            self.policy.require_configured()
+        except InsuranceNotConfigured:
+            logger.error("no insurance policy configured: the accept is not insured")
+            return None
+        record = record_for(accepted, self.category_name(accepted.category), self.policy, self.now())
+        return self.store.record_write(record)
+
     def record_accepted(self, request_id: str) -> InsuranceRecord:
-        """Idempotent: the first delivery writes, every later one finds and returns that record."""
+        """The queue's repair of an accept that left no record (none configured then, or accepted
+        before records joined the accept's transaction). Idempotent: an existing record is kept."""
         self.policy.require_configured()
         request = self.requests.get(request_id)
         record = record_for(request, self.category_name(request.category), self.policy, self.now())

@@ -15,6 +15,19 @@ class InMemoryInsuranceRecordStore:
         self.records: dict[str, InsuranceRecord] = {}
         self.writes = 0
 
+    def record_write(self, record: InsuranceRecord) -> Any:
+        store = self
+
+        class Write:
+            def holds_in_memory(self) -> bool:
+                return True
+
+            def apply_in_memory(self) -> None:
+                store.records[record.request_id] = record
+                store.writes += 1
+
+        return Write()
+
     def add(self, record: InsuranceRecord) -> bool:
         if record.request_id in self.records:
             return False
