@@ -192,10 +192,20 @@ def request_store() -> Any:
 
 def requests() -> Any:
     def build() -> Any:
+        from functions.requests.model import Limits
         from functions.requests.service import RequestService
 
-        return RequestService(request_store(), ledger(), catalog(), outbox(), relay(),
-                              insurance=insurance(), households=identity(), evidence=evidence())
+        settings = get_settings()
+        limits = Limits(horizon=timedelta(days=settings.request_horizon_days),
+                        check_in_early=timedelta(minutes=settings.checkin_early_minutes),
+                        backdating=timedelta(hours=settings.backdating_window_hours),
+                        claim_tolerance=timedelta(minutes=settings.claim_tolerance_minutes),
+                        no_show_after=timedelta(minutes=settings.no_show_after_minutes),
+                        no_show_action=settings.no_show_action,
+                        overdue_after=timedelta(hours=settings.overdue_after_hours),
+                        overdue_action=settings.overdue_action)
+        return RequestService(request_store(), ledger(), catalog(), outbox(), relay(), insurance=insurance(),
+                              households=identity(), evidence=evidence(), limits=limits)
 
     return _once("requests", build)
 

@@ -42,8 +42,18 @@ LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 
 TOP_LEVEL_KEYS = {
     "id", "display_name", "region", "admin_openids", "starting_credits",
     "evidence_retention_days", "reminder_lead_minutes", "log_retention_days",
-    "insurance", "tariffs", "alarms", "deploy", "wechat",
+    "insurance", "tariffs", "alarms", "deploy", "wechat", "lifecycle",
 }
+# [lifecycle]: the time limits of a service (functions.requests.model.Limits), with their ranges.
+LIFECYCLE_LIMITS = {
+    "request_horizon_days": (1, 365, 90),
+    "checkin_early_minutes": (0, 24 * 60, 120),
+    "backdating_window_hours": (1, 30 * 24, 48),
+    "claim_tolerance_minutes": (0, 120, 15),
+    "no_show_after_minutes": (5, 24 * 60, 30),
+    "overdue_after_hours": (1, 7 * 24, 12),
+}
+LIFECYCLE_CHOICES = {"no_show_action": ("release", "cancel"), "overdue_action": ("flag", "complete")}
 # Subscribe-message templates the mini-program asks consent for (logical name → WeChat id).
 WECHAT_TEMPLATES = ("match", "reminder")
 TEMPLATE_ID = re.compile(r"^[A-Za-z0-9_-]{10,64}$")
@@ -76,6 +86,7 @@ class CommunityConfig:
     alarm_emails: tuple[str, ...] = ()
     artifact_bucket: str = ""
     wechat_templates: dict[str, str] = field(default_factory=dict)
+    lifecycle: dict[str, Any] = field(default_factory=dict)
 
     @property
     def partition(self) -> str:
@@ -120,6 +131,7 @@ class CommunityConfig:
                                                     sort_keys=True, separators=(",", ":")),
             "TIMEBANK_WECHAT_TEMPLATES": json.dumps(self.wechat_templates, sort_keys=True,
                                                     separators=(",", ":")),
+            **{f"TIMEBANK_{name.upper()}": str(value) for name, value in sorted(self.lifecycle.items())},
             **self.secret_parameters,
             "POWERTOOLS_SERVICE_NAME": APPLICATION,
             "POWERTOOLS_METRICS_NAMESPACE": "Timebank",
@@ -178,6 +190,15 @@ def parse_community(data: Mapping[str, Any], source: str = "<config>",
     tariffs = check.table(data, "tariffs", None, required=False)
     overrides = _tariff_overrides(tariffs or {}, problems)
 
+    lifecycle_table = check.table(data, "lifecycle", set(LIFECYCLE_LIMITS) | set(LIFECYCLE_CHOICES), required=False)
+    lifecycle: dict[str, Any] = {}
+    for name, (low, high, default) in LIFECYCLE_LIMITS.items():
+        lifecycle[name] = check.value(lifecycle_table, f"lifecycle.{name}",
+                                      lambda v, low=low, high=high: _int(v, low, high), default)
+    for name, choices in LIFECYCLE_CHOICES.items():
+        lifecycle[name] = check.value(lifecycle_table, f"lifecycle.{name}",
+                                      lambda v, choices=choices: _choice(v, choices), choices[0])
+
     if problems:
         raise ConfigError(source, problems)
     return CommunityConfig(
@@ -185,8 +206,14 @@ def parse_community(data: Mapping[str, Any], source: str = "<config>",
         insurer=insurer, insurance_policy_number=policy, starting_credits=starting_credits,
         evidence_retention_days=retention, reminder_lead_minutes=lead,
         log_retention_days=log_days, tariff_overrides=overrides, alarm_emails=emails,
-        artifact_bucket=artifact_bucket, wechat_templates=templates,
+        artifact_bucket=artifact_bucket, wechat_templates=templates, lifecycle=lifecycle,
     )
+
+
+def _choice(value: Any, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ValueError(f"must be one of {', '.join(choices)}")
+    return value
 
 
 def _templates(value: Any) -> dict[str, str]:

@@ -45,6 +45,15 @@ class Settings:
     wechat_miniprogram_state: str = "formal"  # formal / trial / developer: which build a tap opens
     reminder_lead_minutes: int = 60
     match_notify_count: int = 3
+    # The lifecycle's time limits (functions.requests.model.Limits).
+    request_horizon_days: int = 90
+    checkin_early_minutes: int = 120
+    backdating_window_hours: int = 48
+    claim_tolerance_minutes: int = 15
+    no_show_after_minutes: int = 30
+    no_show_action: str = "release"
+    overdue_after_hours: int = 12
+    overdue_action: str = "flag"
     queue_urls: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -112,6 +121,14 @@ def get_settings() -> Settings:
         wechat_miniprogram_state=os.environ.get("TIMEBANK_WECHAT_MINIPROGRAM_STATE", "formal"),
         reminder_lead_minutes=_int("TIMEBANK_REMINDER_LEAD_MINUTES", 60),
         match_notify_count=_int("TIMEBANK_MATCH_NOTIFY_COUNT", 3),
+        request_horizon_days=_int("TIMEBANK_REQUEST_HORIZON_DAYS", 90),
+        checkin_early_minutes=_int("TIMEBANK_CHECKIN_EARLY_MINUTES", 120),
+        backdating_window_hours=_int("TIMEBANK_BACKDATING_WINDOW_HOURS", 48),
+        claim_tolerance_minutes=_int("TIMEBANK_CLAIM_TOLERANCE_MINUTES", 15),
+        no_show_after_minutes=_int("TIMEBANK_NO_SHOW_AFTER_MINUTES", 30),
+        no_show_action=os.environ.get("TIMEBANK_NO_SHOW_ACTION", "release"),
+        overdue_after_hours=_int("TIMEBANK_OVERDUE_AFTER_HOURS", 12),
+        overdue_action=os.environ.get("TIMEBANK_OVERDUE_ACTION", "flag"),
         queue_urls=queue_urls,
     )
 

@@ -37,11 +37,8 @@ from functions.core.validation import MAX_ID_LENGTH
 from functions.requests import model as lc
 from functions.requests.model import Category, RoundingBand, ServiceRequest
 
-_DATE_FIELDS = ("start_at", "created_at", "accepted_at", "checked_in_at", "completed_at", "settled_at")
-_OPTIONAL = ("beneficiary_member_id", "volunteer_id", "volunteer_household_id", "credits_paid",
-             "accepted_at", "checked_in_at", "completed_at", "completed_minutes", "settled_at",
-             "settlement_transfer_id", "rating", "comment", "reason", "disputed_by", "closed_by")
-
+_DATE_FIELDS = ("start_at", "created_at", "accepted_at", "checked_in_at", "completed_at", "settled_at", "open_until",
+                "overdue_flagged_at")
 
 class RequestByStatus(GlobalSecondaryIndex):
     Meta = index_meta("by-status")
@@ -109,6 +106,9 @@ class RequestItem(Model):
     reason = UnicodeAttribute(null=True)
     disputed_by = UnicodeAttribute(null=True)
     closed_by = UnicodeAttribute(null=True)
+    open_until = UnicodeAttribute(null=True)
+    overdue_flagged_at = UnicodeAttribute(null=True)
+    no_shows = NumberAttribute(default=0)
 
     by_status = RequestByStatus()
     by_status_category = RequestByStatusCategory()
@@ -127,7 +127,7 @@ def _from_record(record: RequestItem) -> ServiceRequest:
     for name in _DATE_FIELDS:
         if data[name] is not None:
             data[name] = clock.parse_iso(data[name])
-    for name in ("duration_minutes", "credits_held", "credits_paid", "completed_minutes", "rating"):
+    for name in ("duration_minutes", "credits_held", "credits_paid", "completed_minutes", "rating", "no_shows"):
         if data[name] is not None:
             data[name] = int(data[name])
     data["evidence_keys"] = list(data["evidence_keys"] or [])
@@ -138,12 +138,19 @@ def created_key(created_at: datetime, request_id: str) -> str:
     return f"{created_at.astimezone(timezone.utc):%Y%m%dT%H%M%S.%f}#{request_id}"
 
 
-def due_at_for(status: str, start_at: datetime, completed_at: datetime | None,
-               auto_confirm_after: timedelta) -> str | None:
-    if status in (lc.OPEN, lc.ACCEPTED):
-        return clock.isoformat(start_at)
-    if status == lc.COMPLETED and completed_at is not None:
-        return clock.isoformat(completed_at + auto_confirm_after)
+def due_at_for(request: ServiceRequest, auto_confirm_after: timedelta) -> str | None:
+    """When a schedule must look at the request next: an open need expires at its start (or,
+    released after a no-show, at its booked end); an accepted one is reminded of and, never
+    checked in, released; one in service long past its end is completed or flagged; a completed
+    one auto-confirms. Final (and flagged) requests drop out of the index."""
+    if request.status == lc.OPEN:
+        return clock.isoformat(request.open_until or request.start_at)
+    if request.status == lc.ACCEPTED:
+        return clock.isoformat(request.start_at)
+    if request.status == lc.IN_SERVICE and request.overdue_flagged_at is None:
+        return clock.isoformat(request.booked_end)
+    if request.status == lc.COMPLETED and request.completed_at is not None:
+        return clock.isoformat(request.completed_at + auto_confirm_after)
     return None
 
 
@@ -230,6 +237,12 @@ class DynamoRequestStore:
                 break
         return items, last_key
 
+    def by_status(self, status: str, limit: int, cursor: dict | None):
+        query = RequestItem.by_status.query(
+            status, scan_index_forward=False, limit=limit,
+            last_evaluated_key=_checked_cursor(cursor, ("status", status), "created_key"))
+        return [_from_record(r) for r in query], query.last_evaluated_key
+
     def by_household(self, household_id: str, limit: int, cursor: dict | None):
         query = RequestItem.by_household.query(
             household_id, scan_index_forward=False, limit=limit,
@@ -255,19 +268,18 @@ class DynamoRequestStore:
         return RequestItem(
             created_key=created_key(request.created_at, request.id),
             status_category=f"{request.status}#{request.category}",
-            due_at=due_at_for(request.status, request.start_at, request.completed_at, self.auto_confirm_after),
+            due_at=due_at_for(request, self.auto_confirm_after),
             **values,
         )
 
     def actions(self, request: ServiceRequest, changes: dict[str, Any]) -> list[Action]:
         status = changes.get("status", request.status)
-        completed_at = changes.get("completed_at", request.completed_at)
         actions: list[Action] = []
         for name, value in changes.items():
             attribute = getattr(RequestItem, name)
             actions.append(attribute.remove() if value is None else attribute.set(_to_store(value)))
         actions.append(RequestItem.status_category.set(f"{status}#{request.category}"))
-        due = due_at_for(status, request.start_at, completed_at, self.auto_confirm_after)
+        due = due_at_for(replace(request, **changes), self.auto_confirm_after)
         actions.append(RequestItem.due_at.set(due) if due else RequestItem.due_at.remove())
         return actions
 

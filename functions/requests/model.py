@@ -23,7 +23,7 @@ from fractions import Fraction
 from typing import Any, Mapping
 
 from functions.core.caller import Caller
-from functions.core.errors import BusinessRuleViolation, Forbidden, InvalidState, ValidationError
+from functions.core.errors import BusinessRuleViolation, Forbidden, InvalidState, LimitExceeded, ValidationError
 from functions.core.events import DomainEvent, new_event
 from functions.core.validation import Bool, Dec, Int, ListOf, Schema, Str, field_error
 
@@ -185,6 +185,33 @@ class AlreadyAccepted(InvalidState):
     default_message = "该需求已被其他志愿者接单"
 
 
+class Backdated(BusinessRuleViolation):
+    code = "BACKDATED"
+    default_message = "已超过可补录的时间范围"
+
+
+class TooEarly(BusinessRuleViolation):
+    code = "CHECK_IN_TOO_EARLY"
+    default_message = "还没到签到时间"
+
+
+NO_SHOW_RELEASE, NO_SHOW_CANCEL = "release", "cancel"
+OVERDUE_COMPLETE, OVERDUE_FLAG = "complete", "flag"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a community allows of a service's times and claims (``infra/communities/<id>.toml``)."""
+    horizon: timedelta = timedelta(days=90)            # how far ahead a need may be posted
+    check_in_early: timedelta = timedelta(hours=2)     # check-in from this long before the start
+    backdating: timedelta = timedelta(hours=48)        # … until this long after it (BACKDATED)
+    claim_tolerance: timedelta = timedelta(minutes=15)  # minutes claimed beyond the checked-in time
+    no_show_after: timedelta = timedelta(minutes=30)   # accepted, not checked in, this long past start
+    no_show_action: str = NO_SHOW_RELEASE              # back to the feed, or cancelled
+    overdue_after: timedelta = timedelta(hours=12)     # in service this long past its booked end
+    overdue_action: str = OVERDUE_FLAG                 # flagged for an admin, or completed as booked
+
+
 @dataclass
 class ServiceRequest:
     id: str
@@ -217,6 +244,13 @@ class ServiceRequest:
     reason: str | None = None          # of cancellation, dispute or resolution
     disputed_by: str | None = None
     closed_by: str | None = None       # who confirmed/cancelled/resolved (resident id, admin openid, "system")
+    open_until: datetime | None = None  # released after a no-show: open to others until the booked end
+    overdue_flagged_at: datetime | None = None  # in service long past its end, waiting for an admin
+    no_shows: int = 0                  # volunteers who accepted and never came
+
+    @property
+    def booked_end(self) -> datetime:
+        return self.start_at + timedelta(minutes=self.duration_minutes)
 
     # --- who is who ---------------------------------------------------------------------
     def is_requester_side(self, caller: Caller) -> bool:
@@ -245,11 +279,25 @@ def accept(request: ServiceRequest, caller: Caller, now: datetime) -> dict[str, 
             "volunteer_household_id": caller.household_id, "accepted_at": now}
 
 
+def check_start(start_at: datetime, now: datetime, limits: Limits) -> None:
+    if start_at <= now:
+        raise field_error("start_at", "服务时间须晚于现在")
+    if start_at > now + limits.horizon:
+        raise field_error("start_at", f"服务时间最多提前 {limits.horizon.days} 天发布")
+
+
 def check_in(request: ServiceRequest, caller: Caller, now: datetime, evidence_key: str | None,
-             has_insurance: bool, requires_insurance: bool) -> dict[str, Any]:
+             has_insurance: bool, requires_insurance: bool, limits: Limits = Limits()) -> dict[str, Any]:
     if not request.is_volunteer(caller):
         raise Forbidden("只有接单的志愿者可以签到")
     _require_state(request, ACCEPTED)
+    # Outside testing checked in 400 days early: the check-in time is what the credit rests on.
+    if now < request.start_at - limits.check_in_early:
+        raise TooEarly(f"服务开始前 {int(limits.check_in_early.total_seconds() // 60)} 分钟内才能签到",
+                       {"earliest": (request.start_at - limits.check_in_early).isoformat()})
+    if now > request.start_at + limits.backdating:
+        raise Backdated(details={"limit": "backdating_window",
+                                 "hours": int(limits.backdating.total_seconds() // 3600)})
     if requires_insurance and not has_insurance:
         raise InsurancePending()
     changes: dict[str, Any] = {"status": IN_SERVICE, "checked_in_at": now}
@@ -259,12 +307,20 @@ def check_in(request: ServiceRequest, caller: Caller, now: datetime, evidence_ke
 
 
 def complete(request: ServiceRequest, caller: Caller, now: datetime, minutes: int,
-             evidence_key: str | None, requires_evidence: bool) -> dict[str, Any]:
+             evidence_key: str | None, requires_evidence: bool, category_max: int = MAX_SERVICE_MINUTES,
+             limits: Limits = Limits()) -> dict[str, Any]:
     if not request.is_volunteer(caller):
         raise Forbidden("只有接单的志愿者可以完成服务")
     _require_state(request, IN_SERVICE)
     if not 1 <= minutes <= MAX_SERVICE_MINUTES:
         raise field_error("minutes", f"服务分钟须在 1 到 {MAX_SERVICE_MINUTES} 之间")
+    # A claim is bounded by what the category allows and by the time actually checked in (with a
+    # tolerance for a late check-in): outside testing claimed 1,440 minutes on a 20-minute parcel.
+    if minutes > category_max:
+        raise LimitExceeded(f"该类服务单次最多 {category_max} 分钟", {"limit": "max_minutes", "max": category_max})
+    served = int(((now - (request.checked_in_at or now)) + limits.claim_tolerance).total_seconds() // 60)
+    if minutes > served:
+        raise LimitExceeded(f"签到至今最多可记 {served} 分钟", {"limit": "checked_in_minutes", "max": served})
     keys = [*request.evidence_keys, evidence_key] if evidence_key else list(request.evidence_keys)
     if requires_evidence and not keys:
         raise EvidenceRequired()
@@ -278,8 +334,10 @@ def may_confirm(request: ServiceRequest, caller: Caller) -> None:
 
 
 def may_cancel(request: ServiceRequest, caller: Caller) -> None:
-    if not (request.is_requester_side(caller) and caller.resident_id == request.requester_id) \
-            and not caller.is_admin:
+    if caller.is_admin:
+        _require_state(request, OPEN, ACCEPTED, IN_SERVICE)  # an admin may end a service gone wrong
+        return
+    if not (request.is_requester_side(caller) and caller.resident_id == request.requester_id):
         raise Forbidden("只有发布者或管理员可以取消")
     _require_state(request, OPEN, ACCEPTED)
 
@@ -294,7 +352,31 @@ def dispute(request: ServiceRequest, caller: Caller, now: datetime, reason: str)
 def may_resolve(request: ServiceRequest, caller: Caller) -> None:
     if not caller.is_admin:
         raise Forbidden()
-    _require_state(request, DISPUTED)
+    _require_state(request, DISPUTED, IN_SERVICE)
+
+
+def no_show(request: ServiceRequest, now: datetime, limits: Limits) -> dict[str, Any] | None:
+    """Accepted, never checked in, ``no_show_after`` past the start: what changes (None: not yet).
+    Released, the need is open to other volunteers until its booked end; cancelled, the hold goes
+    back. Either way the volunteer's reliability counts it."""
+    if request.status != ACCEPTED or now < request.start_at + limits.no_show_after:
+        return None
+    if limits.no_show_action == NO_SHOW_CANCEL or now >= request.booked_end:
+        return {"status": CANCELLED, "reason": "志愿者未到场", "closed_by": "system", "credits_paid": 0}
+    return {"status": OPEN, "volunteer_id": None, "volunteer_household_id": None, "accepted_at": None,
+            "open_until": request.booked_end, "no_shows": request.no_shows + 1}
+
+
+def overdue(request: ServiceRequest, now: datetime, limits: Limits) -> dict[str, Any] | None:
+    """In service ``overdue_after`` past the booked end: completed for the booked minutes, or
+    flagged for an admin (who cancels or resolves it), by the community's choice."""
+    if request.status != IN_SERVICE or request.overdue_flagged_at is not None \
+            or now < request.booked_end + limits.overdue_after:
+        return None
+    if limits.overdue_action == OVERDUE_COMPLETE:
+        return {"status": COMPLETED, "completed_at": now, "completed_minutes": request.duration_minutes,
+                "closed_by": "system"}
+    return {"overdue_flagged_at": now}
 
 
 def auto_confirm_due(request: ServiceRequest, period: timedelta) -> datetime | None:
@@ -307,8 +389,8 @@ def auto_confirm_due(request: ServiceRequest, period: timedelta) -> datetime | N
 # What the other domains learn of a request, written in the transaction of the change. The data
 # is ids and figures only (no titles or names): consumers that need more read it by id.
 
-POSTED_EVENT, ACCEPTED_EVENT, CANCELLED_EVENT, SETTLED_EVENT = (
-    "request.posted", "request.accepted", "request.cancelled", "request.settled")
+POSTED_EVENT, ACCEPTED_EVENT, CANCELLED_EVENT, SETTLED_EVENT, RELEASED_EVENT = (
+    "request.posted", "request.accepted", "request.cancelled", "request.settled", "request.released")
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -323,10 +405,19 @@ def posted_event(request: ServiceRequest) -> DomainEvent:
 
 
 def accepted_event(request: ServiceRequest) -> DomainEvent:
+    # One per acceptance: a need released after a no-show may be accepted again by another.
     return new_event(ACCEPTED_EVENT, request.id, request.accepted_at or request.created_at, {
         "category": request.category, "volunteer_id": request.volunteer_id,
         "volunteer_household_id": request.volunteer_household_id, "start_at": _iso(request.start_at),
-        "duration_minutes": request.duration_minutes, "posted_at": _iso(request.created_at)})
+        "duration_minutes": request.duration_minutes, "posted_at": _iso(request.created_at)},
+        discriminator=request.volunteer_id or "")
+
+
+def released_event(before: ServiceRequest, at: datetime) -> DomainEvent:
+    """The volunteer never came; the need is open again (``no_show`` counts against them)."""
+    return new_event(RELEASED_EVENT, before.id, at, {
+        "category": before.category, "volunteer_id": before.volunteer_id, "no_show": True,
+        "accepted_at": _iso(before.accepted_at)}, discriminator=before.volunteer_id or "")
 
 
 def cancelled_event(before: ServiceRequest, after: ServiceRequest, at: datetime) -> DomainEvent:
@@ -334,7 +425,9 @@ def cancelled_event(before: ServiceRequest, after: ServiceRequest, at: datetime)
     return new_event(CANCELLED_EVENT, after.id, at, {
         "status": after.status, "category": after.category, "was_accepted": before.status != OPEN,
         "volunteer_id": after.volunteer_id, "closed_by": after.closed_by,
-        "by_requester": after.closed_by == after.requester_id, "posted_at": _iso(after.created_at)})
+        "by_requester": after.closed_by == after.requester_id, "posted_at": _iso(after.created_at),
+        "accepted_at": _iso(after.accepted_at),
+        "no_show": before.status == ACCEPTED and after.closed_by == "system"})
 
 
 def settled_event(request: ServiceRequest, at: datetime) -> DomainEvent:

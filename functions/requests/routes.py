@@ -10,8 +10,8 @@ from functions import bootstrap
 from functions.core.errors import Conflict, Forbidden, InsufficientCredits, InvalidState, LimitExceeded, NotFound
 from functions.core.validation import Int, Schema, Str, Timestamp
 from functions.core.web import Auth, RequestContext, page_body, route
-from functions.requests.model import (CATEGORY_CHANGES, MAX_SERVICE_MINUTES, AlreadyAccepted, EvidenceRequired,
-                                      InsurancePending, OwnRequest)
+from functions.requests.model import (CATEGORY_CHANGES, MAX_SERVICE_MINUTES, STATUSES, AlreadyAccepted, Backdated,
+                                      EvidenceRequired, InsurancePending, OwnRequest, TooEarly)
 from functions.requests.service import NewRequest
 from functions.requests.views import category_view, request_view
 
@@ -45,6 +45,7 @@ RESOLVE = Schema({"outcome": Str(choices=("pay", "refund"), label="处理结果"
 FEED_QUERY = Schema({"status": Str(choices=("open",), required=False, label="状态"),
                      "category": Str(max_len=32, required=False, label="服务类别")})
 MINE_QUERY = Schema({"role": Str(choices=("requester", "volunteer"), required=False, label="身份")})
+ADMIN_QUERY = Schema({"status": Str(choices=STATUSES, label="状态")})
 
 
 # --- categories ---------------------------------------------------------------------------
@@ -112,14 +113,16 @@ def accept(ctx: RequestContext, request_id: str) -> dict:
 
 
 @route(requests_bp, "/v1/requests/{request_id}/check-in", methods=["POST"], auth=Auth.VERIFIED, body=CHECK_IN,
-       response="ServiceRequest", errors=(Forbidden, InvalidState, InsurancePending, *EVIDENCE_REFUSALS))
+       response="ServiceRequest", errors=(Forbidden, InvalidState, InsurancePending, TooEarly, Backdated,
+                                          *EVIDENCE_REFUSALS))
 def check_in(ctx: RequestContext, request_id: str) -> dict:
     """The volunteer starts the service (with a photo where the category asks for one)."""
     return request_view(bootstrap.requests().check_in(ctx.caller, request_id, ctx.data.get("evidence_key")))
 
 
 @route(requests_bp, "/v1/requests/{request_id}/complete", methods=["POST"], auth=Auth.VERIFIED, body=COMPLETE,
-       response="ServiceRequest", errors=(Forbidden, InvalidState, EvidenceRequired, *EVIDENCE_REFUSALS))
+       response="ServiceRequest", errors=(Forbidden, InvalidState, EvidenceRequired, LimitExceeded,
+                                          *EVIDENCE_REFUSALS))
 def complete(ctx: RequestContext, request_id: str) -> dict:
     """The volunteer finishes the service and states the minutes served."""
     return request_view(bootstrap.requests().complete(ctx.caller, request_id, ctx.data["minutes"],
@@ -148,6 +151,15 @@ def dispute(ctx: RequestContext, request_id: str) -> dict:
     return request_view(bootstrap.requests().dispute(ctx.caller, request_id, ctx.data["reason"]))
 
 
+@route(requests_bp, "/v1/admin/requests", auth=Auth.ADMIN, query=ADMIN_QUERY, paged=True, response="ServiceRequest",
+       admin_action="requests.list")
+def admin_requests(ctx: RequestContext) -> dict:
+    """Requests by status, newest first: disputes to resolve, services in progress (``overdue``
+    ones flagged), and the rest."""
+    items, last_key = bootstrap.request_store().by_status(ctx.params["status"], ctx.limit, ctx.cursor)
+    return page_body([request_view(r) for r in items], last_key)
+
+
 @route(requests_bp, "/v1/admin/requests/{request_id}/resolve", methods=["POST"], auth=Auth.ADMIN, body=RESOLVE,
        response="ServiceRequest", errors=(Forbidden, InvalidState, LimitExceeded),
        admin_action="request.resolve")
@@ -164,6 +176,13 @@ def resolve(ctx: RequestContext, request_id: str) -> dict:
 def expire_requests(event: Any) -> dict:
     """Unaccepted needs whose start has passed expire and release their hold."""
     return {"expired": bootstrap.requests().expire_due()}
+
+
+@requests_bp.schedule(Rate(10, unit=Rate.MINUTES), name="watch-services")
+def watch_services(event: Any) -> dict:
+    """Accepted services nobody checked in to are released (or cancelled); services in progress
+    long past their end are flagged for an admin (or completed as booked)."""
+    return bootstrap.requests().watch_due()
 
 
 @requests_bp.schedule(Rate(30, unit=Rate.MINUTES), name="auto-confirm")

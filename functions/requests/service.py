@@ -57,8 +57,8 @@ class NewRequest:
 class RequestService:
     def __init__(self, store: RequestStore, ledger: Ledger, catalog: "CategoryCatalog", outbox: Outbox,
                  relay: EventRelay, *, insurance: InsuranceRegister, households: Households,
-                 evidence: EvidenceUploads, now: Callable[[], datetime] = clock.now):
-        self.store, self.ledger, self.catalog = store, ledger, catalog
+                 evidence: EvidenceUploads, limits: lc.Limits = lc.Limits(), now: Callable[[], datetime] = clock.now):
+        self.store, self.ledger, self.catalog, self.limits = store, ledger, catalog, limits
         self.outbox, self.relay = outbox, relay
         self.insurance, self.households, self.evidence, self.now = insurance, households, evidence, now
 
@@ -68,8 +68,7 @@ class RequestService:
         if new.duration_minutes > category.max_minutes:
             raise field_error("duration_minutes", f"{category.name}单次最长 {category.max_minutes} 分钟")
         now = self.now()
-        if new.start_at <= now:
-            raise field_error("start_at", "服务时间须晚于现在")
+        lc.check_start(new.start_at, now, self.limits)
         if new.beneficiary_member_id and not self.households.has_member(caller.household_id,
                                                                         new.beneficiary_member_id):
             raise field_error("beneficiary_member_id", "受助人不是本户成员")
@@ -152,7 +151,7 @@ class RequestService:
         self._check_evidence_key(request, evidence_key)
         needs_insurance = category.requires_insurance
         insured = self.insurance.has_record(request_id) if needs_insurance and request.is_volunteer(caller) else True
-        changes = lc.check_in(request, caller, self.now(), evidence_key, insured, needs_insurance)
+        changes = lc.check_in(request, caller, self.now(), evidence_key, insured, needs_insurance, self.limits)
         self._verify_upload(request, evidence_key)
         return self.store.transition(request, changes)
 
@@ -160,7 +159,8 @@ class RequestService:
         request = self.store.get(request_id)
         category = self.catalog.get(request.category)
         self._check_evidence_key(request, evidence_key)
-        changes = lc.complete(request, caller, self.now(), minutes, evidence_key, category.requires_evidence)
+        changes = lc.complete(request, caller, self.now(), minutes, evidence_key, category.requires_evidence,
+                              category.max_minutes, self.limits)
         self._verify_upload(request, evidence_key)
         return self.store.transition(request, changes)
 
@@ -237,8 +237,10 @@ class RequestService:
         request = self.store.get(request_id)
         lc.may_resolve(request, caller)
         if outcome == "pay":
-            return self.settle(request, minutes if minutes is not None else request.completed_minutes or 0,
-                               caller.openid, reason=reason)
+            # In service with no completion: the booked minutes, unless the admin says otherwise.
+            claimed = request.completed_minutes if request.status == lc.DISPUTED else request.duration_minutes
+            return self.settle(request, minutes if minutes is not None else claimed or 0, caller.openid,
+                               reason=reason)
         return self._release(request, lc.CANCELLED, caller.openid, reason)
 
     def _check_evidence_key(self, request: ServiceRequest, key: str | None) -> None:
@@ -275,6 +277,36 @@ class RequestService:
             except InvalidState:
                 continue
         return count
+
+    def watch_due(self) -> dict[str, int]:
+        """Every non-final state has an exit: accepted services nobody checked in to, and services
+        in progress long past their end, are dealt with as the community configured."""
+        now, counts = self.now(), {"released": 0, "cancelled": 0, "completed": 0, "flagged": 0}
+        for request in self.store.due(lc.ACCEPTED, now - self.limits.no_show_after):
+            changes = lc.no_show(request, now, self.limits)
+            if changes is None:
+                continue
+            try:
+                if changes["status"] == lc.CANCELLED:
+                    self._release(request, lc.CANCELLED, "system", changes["reason"])
+                    counts["cancelled"] += 1
+                else:
+                    event = lc.released_event(request, now)
+                    self.store.transition(request, changes, also=[self.outbox.write(event)])
+                    self._published([event], "RequestReleased")
+                    counts["released"] += 1
+            except InvalidState:
+                continue  # checked in or cancelled meanwhile
+        for request in self.store.due(lc.IN_SERVICE, now - self.limits.overdue_after):
+            changes = lc.overdue(request, now, self.limits)
+            if changes is None:
+                continue
+            try:
+                self.store.transition(request, changes)
+            except InvalidState:
+                continue  # completed meanwhile
+            counts["completed" if changes.get("status") == lc.COMPLETED else "flagged"] += 1
+        return counts
 
     def starting_between(self, start: datetime, end: datetime) -> Iterable[ServiceRequest]:
         return self.store.due(lc.ACCEPTED, end, since=start)

@@ -24,6 +24,7 @@ def request_view(request: ServiceRequest) -> dict[str, Any]:
         "completed_at": iso(request.completed_at), "completed_minutes": request.completed_minutes,
         "settled_at": iso(request.settled_at), "rating": request.rating,
         "evidence_count": len(request.evidence_keys), "reason": request.reason,
+        "overdue": request.overdue_flagged_at is not None, "no_shows": request.no_shows,
     }
 
 

@@ -138,12 +138,15 @@ class DynamoInsuranceRecordStore:
             return False
         return True
 
-    def mark_cancelled(self, request_id: str, at: datetime) -> bool:
+    def mark_cancelled(self, request_id: str, at: datetime, volunteer_id: str | None = None) -> bool:
+        condition = InsuranceRecordItem.status == ACTIVE
+        if volunteer_id is not None:
+            condition &= InsuranceRecordItem.volunteer_id == volunteer_id
         try:
             InsuranceRecordItem(request_id).update(
                 actions=[InsuranceRecordItem.status.set(CANCELLED),
                          InsuranceRecordItem.cancelled_at.set(clock.isoformat(at))],
-                condition=InsuranceRecordItem.status == ACTIVE)
+                condition=condition)
         except UpdateError as error:
             if error.cause_response_code == "ConditionalCheckFailedException":
                 return False  # no record, or already cancelled

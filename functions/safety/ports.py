@@ -20,8 +20,8 @@ class InsuranceRecordStore(Protocol):
 
     def exists(self, request_id: str) -> bool: ...
 
-    def mark_cancelled(self, request_id: str, at: datetime) -> bool:
-        """active → cancelled; False if there is no active record."""
+    def mark_cancelled(self, request_id: str, at: datetime, volunteer_id: str | None = None) -> bool:
+        """active → cancelled (only if it insures ``volunteer_id``, when given); False otherwise."""
 
     def between(self, days: ExportRange, limit: int,
                 cursor: dict[str, Any] | None) -> tuple[list[InsuranceRecord], dict[str, Any] | None]:

@@ -42,6 +42,11 @@ class InsuranceRegister:
             if not event.data.get("was_accepted") or event.data.get("status") != lc.CANCELLED:
                 return None  # never accepted (or expired unaccepted): never insured
             return self.record_cancelled(event.subject)
+        if event.type == lc.RELEASED_EVENT:
+            # The volunteer never came: their window is not used. A later acceptance by someone
+            # else writes its own record in its accept's transaction.
+            self.store.mark_cancelled(event.subject, self.now(), volunteer_id=event.data.get("volunteer_id"))
+            return self.store.get(event.subject)
         raise PoisonMessage(f"insurance does not handle {event.type}")
 
     def record_write(self, accepted: ServiceRequest) -> Any:

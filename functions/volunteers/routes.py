@@ -21,15 +21,15 @@ from functions.core.events import parse_event
 from functions.core.messaging import QueueSpec, register_queue
 from functions.core.validation import Bool, Int, ListOf, Schema, Str
 from functions.core.web import Auth, RequestContext, json_response, page_body, route
-from functions.requests.model import ACCEPTED_EVENT, CANCELLED_EVENT, POSTED_EVENT, SETTLED_EVENT
+from functions.requests.model import ACCEPTED_EVENT, CANCELLED_EVENT, POSTED_EVENT, RELEASED_EVENT, SETTLED_EVENT
 from functions.requests.views import request_view
 from functions.volunteers.model import APPROVED, MAX_WINDOWS, PENDING, REJECTED, SKILL_STATUSES
 from functions.volunteers.views import profile_view, skill_view
 
 MATCHING = register_queue(QueueSpec("matching", purpose="request.posted → rank volunteers, notify the best few",
                                     events=(POSTED_EVENT,), consumer_timeout_seconds=120))
-STATS = register_queue(QueueSpec("volunteer-stats", purpose="accepted / settled / cancelled → volunteer statistics",
-                                 events=(ACCEPTED_EVENT, SETTLED_EVENT, CANCELLED_EVENT)))
+STATS = register_queue(QueueSpec("volunteer-stats", purpose="accepted / settled / cancelled / released → volunteer statistics",
+                                 events=(ACCEPTED_EVENT, SETTLED_EVENT, CANCELLED_EVENT, RELEASED_EVENT)))
 
 volunteers_bp = Blueprint(__name__)
 

@@ -13,7 +13,8 @@ from functions.core.events import DomainEvent
 from functions.core.ids import content_hash, derived_id
 from functions.core.validation import field_error, invalid
 from functions.core.messaging import PoisonMessage
-from functions.requests.model import ACCEPTED_EVENT, CANCELLED_EVENT, OPEN, SETTLED_EVENT, ServiceRequest
+from functions.requests.model import (ACCEPTED_EVENT, CANCELLED_EVENT, OPEN, RELEASED_EVENT, SETTLED_EVENT,
+                                      ServiceRequest)
 from functions.volunteers.model import (
     APPROVED, MAX_SKILLS_PER_VOLUNTEER, PENDING, REJECTED, SaveResult, Skill, VolunteerProfile, approved_names,
     parse_availability, review, skill_key,
@@ -89,8 +90,9 @@ class VolunteerService:
     # --- statistics, from the request lifecycle's events ---------------------------------------
     def record_accepted(self, request_id: str, volunteer_id: str, accepted_at: datetime) -> bool:
         """Count an acceptance (and the volunteer's recent load). Idempotent per request."""
+        # Per volunteer: a need released after a no-show is accepted again by someone else.
         saved = self._save(volunteer_id, lambda p: replace(p, stats=p.stats.with_accepted(accepted_at, self.now())),
-                           marker=f"accepted#{request_id}")
+                           marker=f"accepted#{request_id}#{volunteer_id}")
         return saved is not None
 
     def record_outcome(self, request_id: str, volunteer_id: str, accepted_at: datetime,
@@ -100,13 +102,13 @@ class VolunteerService:
         request; counts the acceptance too if its event has not arrived (events may come out of
         order)."""
         # Reading the marker first spares most outcomes a failed transaction.
-        if not self.store.has_marker(f"accepted#{request_id}"):
+        if not self.store.has_marker(f"accepted#{request_id}#{volunteer_id}"):
             self.record_accepted(request_id, volunteer_id, accepted_at)
         if completed is None:
             return False
         saved = self._save(volunteer_id,
                            lambda p: replace(p, stats=p.stats.with_outcome(completed, rating if completed else None)),
-                           marker=f"outcome#{request_id}")
+                           marker=f"outcome#{request_id}#{volunteer_id}")
         return saved is not None
 
     def record(self, event: DomainEvent) -> bool:
@@ -125,6 +127,8 @@ class VolunteerService:
         if event.type == CANCELLED_EVENT:
             completed = None if data.get("by_requester") else False
             return self.record_outcome(event.subject, volunteer_id, accepted_at, completed, None)
+        if event.type == RELEASED_EVENT:  # accepted, never came
+            return self.record_outcome(event.subject, volunteer_id, accepted_at, False, None)
         raise PoisonMessage(f"volunteer statistics do not handle {event.type}")
 
     # --- suggestions -----------------------------------------------------------------------------

@@ -41,9 +41,9 @@ class InMemoryInsuranceRecordStore:
     def exists(self, request_id: str) -> bool:
         return request_id in self.records
 
-    def mark_cancelled(self, request_id: str, at: datetime) -> bool:
+    def mark_cancelled(self, request_id: str, at: datetime, volunteer_id: str | None = None) -> bool:
         record = self.records.get(request_id)
-        if record is None or record.status != ACTIVE:
+        if record is None or record.status != ACTIVE or volunteer_id not in (None, record.volunteer_id):
             return False
         self.records[request_id] = replace(record, status=CANCELLED, cancelled_at=at)
         self.writes += 1

@@ -32,7 +32,7 @@ def post(world, key="need", category="tutoring", minutes=60, start=None, **extra
 
 
 def act(world, request_id, action, who="volunteer", body=None):
-    headers = world[who] if who in world else who
+    headers = world[who] if isinstance(who, str) else who
     return world["client"].http.post(f"/v1/requests/{request_id}/{action}", headers=headers,
                                      body=as_json(body or {}))
 
@@ -239,3 +239,141 @@ def test_household_ids_are_random_and_strangers_cannot_tell_registered_ones(worl
                                     headers=json_headers(stranger, f"probe-{target}"))
         answers.append((response.status_code, response.json_body["code"]))
     assert answers == [(422, "NOT_RELATIVE")] * 2
+
+
+# --- 4. claims are bounded ----------------------------------------------------------------------
+
+@pytest.fixture
+def limits(monkeypatch):
+    """The product's own time limits (the test community widens them for the other tests)."""
+    for name in ("TIMEBANK_CHECKIN_EARLY_MINUTES", "TIMEBANK_CLAIM_TOLERANCE_MINUTES"):
+        monkeypatch.delenv(name)
+    bootstrap.reset()
+    yield
+    bootstrap.reset()
+
+
+def at(moment):
+    clock.set_clock(lambda: moment)
+
+
+def accepted(world, **need):
+    request = post(world, **need).json_body
+    assert act(world, request["id"], "accept").status_code == 200
+    return request
+
+
+def test_start_at_is_at_most_the_horizon_ahead(world, limits):
+    far = post(world, key="far", start=NOW + timedelta(days=91))
+    assert far.status_code == 400 and "start_at" in far.json_body["details"]["fields"]
+    assert post(world, key="near", start=NOW + timedelta(days=89)).status_code == 201
+    year_9999 = world["client"].http.post("/v1/requests", headers=json_headers(world["requester"], "9999"), body=as_json(
+        {"category": "tutoring", "title": "x", "description": "", "duration_minutes": 60,
+         "start_at": "9999-12-31T23:00:00+08:00"}))
+    assert year_9999.status_code == 400
+
+
+def test_check_in_only_within_its_window_around_the_start(world, limits):
+    start = NOW + timedelta(days=3)
+    request = accepted(world, start=start)
+    early = act(world, request["id"], "check-in")  # 400 days early was accepted before
+    assert early.status_code == 422 and early.json_body["code"] == "CHECK_IN_TOO_EARLY"
+    at(start + timedelta(hours=49))
+    late = act(world, request["id"], "check-in")
+    assert late.status_code == 422 and late.json_body["code"] == "BACKDATED"
+    assert late.json_body["details"]["limit"] == "backdating_window"
+    at(start - timedelta(minutes=90))
+    assert act(world, request["id"], "check-in").status_code == 200
+
+
+def test_credited_minutes_are_bounded_by_the_checked_in_time_and_the_category(world, limits):
+    start = NOW + timedelta(hours=1)
+    parcel = accepted(world, key="parcel", category="parcel", minutes=20, start=start)
+    at(start)
+    assert act(world, parcel["id"], "check-in").status_code == 200
+    at(start + timedelta(minutes=20))
+    whole_day = act(world, parcel["id"], "complete", body={"minutes": 1440})
+    assert whole_day.status_code == 422 and whole_day.json_body["code"] == "LIMIT_EXCEEDED"
+    assert whole_day.json_body["details"] == {"limit": "max_minutes", "max": 60}
+    over = act(world, parcel["id"], "complete", body={"minutes": 50})  # 20 served + 15 tolerance
+    assert over.status_code == 422 and over.json_body["details"] == {"limit": "checked_in_minutes", "max": 35}
+    assert act(world, parcel["id"], "complete", body={"minutes": 30}).status_code == 200
+
+
+# --- 1. every non-final state has an exit --------------------------------------------------------
+
+def fire(world, schedule):
+    from pathlib import Path
+
+    event = json.loads((Path(__file__).resolve().parents[2] / "events" / f"{schedule}.json").read_text())
+    return world["app"].handler_map[schedule](event, None)
+
+
+def balances(world, who="requester"):
+    return world["client"].http.get("/v1/accounts/me", headers=world[who]).json_body["household"]["balances"]["service"]
+
+
+def test_an_admin_resolves_a_service_in_progress(world):
+    request = accepted(world)
+    assert act(world, request["id"], "check-in").status_code == 200
+    resolved = world["client"].http.post(f"/v1/admin/requests/{request['id']}/resolve", headers=admin_headers(
+        world["client"]), body=as_json({"outcome": "pay", "reason": "志愿者已服务，忘了点完成"}))
+    assert resolved.status_code == 200 and resolved.json_body["status"] == "settled"
+    assert resolved.json_body["credits_paid"] == 60  # the booked hour (the test community's tutoring is ×1)
+    assert balances(world)["pending"] == 0
+
+
+@pytest.mark.parametrize("action", ["release", "cancel"])
+def test_an_accepted_service_nobody_checks_in_to_is_released_or_cancelled(world, monkeypatch, action):
+    from functions.safety.dynamo import InsuranceRecordItem
+
+    monkeypatch.setenv("TIMEBANK_NO_SHOW_ACTION", action)
+    bootstrap.reset()
+    start = NOW + timedelta(hours=2)
+    request = accepted(world, start=start)
+    drain(world["app"], "volunteer-stats")
+    at(start + timedelta(minutes=20))
+    assert fire(world, "watch-services")["released"] == 0  # not yet
+    at(start + timedelta(minutes=31))
+    result = fire(world, "watch-services")
+    stored = world["client"].http.get(f"/v1/requests/{request['id']}", headers=world["requester"]).json_body
+    if action == "release":
+        assert result["released"] == 1
+        assert (stored["status"], stored["volunteer_id"], stored["no_shows"]) == ("open", None, 1)
+        assert balances(world)["pending"] == stored["credits_held"]  # still held for the next volunteer
+        other, _ = verified_resident(world["client"], "d-other", building="6", unit="1", room="601")
+        assert act(world, request["id"], "accept", other).status_code == 200  # open to others until its end
+    else:
+        assert result["cancelled"] == 1 and stored["status"] == "cancelled" and balances(world)["pending"] == 0
+    drain(world["app"], "insurance")
+    drain(world["app"], "volunteer-stats")
+    stats = bootstrap.volunteer_store().get_profile(world["vol"]["id"]).stats
+    assert (stats.accepted, stats.failed) == (1, 1)  # the no-show counts against the volunteer
+    first = [r for r in InsuranceRecordItem.scan() if r.volunteer_id == world["vol"]["id"]]
+    assert action == "release" or [r.status for r in first] == ["cancelled"]
+    bootstrap.reset()
+
+
+@pytest.mark.parametrize("action", ["flag", "complete"])
+def test_a_service_left_in_progress_is_flagged_or_completed(world, monkeypatch, action):
+    monkeypatch.setenv("TIMEBANK_OVERDUE_ACTION", action)
+    bootstrap.reset()
+    start = NOW + timedelta(hours=1)
+    request = accepted(world, start=start)
+    at(start)
+    assert act(world, request["id"], "check-in").status_code == 200
+    at(start + timedelta(minutes=60) + timedelta(hours=11))
+    assert fire(world, "watch-services")["flagged"] + fire(world, "watch-services")["completed"] == 0
+    at(start + timedelta(minutes=60) + timedelta(hours=12, minutes=1))
+    result = fire(world, "watch-services")
+    stored = world["client"].http.get(f"/v1/requests/{request['id']}", headers=world["requester"]).json_body
+    if action == "flag":
+        assert result["flagged"] == 1 and stored["status"] == "in_service" and stored["overdue"] is True
+        listed = world["client"].http.get("/v1/admin/requests?status=in_service",
+                                          headers=admin_headers(world["client"])).json_body["items"]
+        assert [r["id"] for r in listed if r["overdue"]] == [request["id"]]
+        assert fire(world, "watch-services")["flagged"] == 0  # once
+    else:
+        assert result["completed"] == 1
+        assert (stored["status"], stored["completed_minutes"]) == ("completed", 60)
+    bootstrap.reset()

@@ -339,7 +339,8 @@ def foreign_cursor() -> str:
 
 LISTS = [(path, method) for path, method in OPERATIONS
          if any(p.get("name") == "cursor" for p in openapi_document()["paths"][path][method].get("parameters", []))]
-REQUIRED_QUERY = {"/v1/admin/insurance-records": {"from": "2026-12-01", "to": "2026-12-31"}}
+REQUIRED_QUERY = {"/v1/admin/insurance-records": {"from": "2026-12-01", "to": "2026-12-31"},
+                  "/v1/admin/requests": {"status": "open"}}
 
 
 @pytest.mark.parametrize("path, method", LISTS, ids=[f"{m.upper()} {p}" for p, m in LISTS])

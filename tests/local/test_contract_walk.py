@@ -81,6 +81,9 @@ class LocalRun:
 
     def __init__(self) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("TIMEBANK_", "AWS_"))}
+        # The walk checks in and completes at once (it cannot wait for a service's real time):
+        # the demo community's file, with check-in and claim windows as wide as that needs.
+        env.update({"TIMEBANK_CHECKIN_EARLY_MINUTES": str(365 * 24 * 60), "TIMEBANK_CLAIM_TOLERANCE_MINUTES": "1440"})
         # The demo residents would only add noise to the admin lists this walk reads.
         self.process = subprocess.Popen(
             [sys.executable, "-m", "local.run", "--port", "0", "--moto-port", "0", "--no-demo-residents"],

@@ -69,7 +69,7 @@ def test_check_in_needs_the_insurance_record_when_the_category_requires_it():
 
 
 def test_complete_needs_evidence_when_required_and_sane_minutes():
-    in_service = make(lc.IN_SERVICE, volunteer_id="res_vol")
+    in_service = make(lc.IN_SERVICE, volunteer_id="res_vol", checked_in_at=NOW - timedelta(hours=1))
     with pytest.raises(BusinessRuleViolation) as error:
         lc.complete(in_service, VOLUNTEER, NOW, 60, None, requires_evidence=True)
     assert error.value.code == "EVIDENCE_REQUIRED"
