@@ -276,13 +276,13 @@ def insurance() -> Any:
 
 def evidence() -> Any:
     def build() -> Any:
-        from functions.safety.dynamo import DynamoAccessLog
+        from functions.safety.dynamo import DynamoAccessLog, DynamoUploadRegister
         from functions.safety.service import EvidenceService
         from functions.safety.s3 import S3ObjectStorage
 
         settings = get_settings()
         return EvidenceService(request_store(), S3ObjectStorage(settings.evidence_bucket), DynamoAccessLog(),
-                               retention_days=settings.evidence_retention_days)
+                               DynamoUploadRegister(), retention_days=settings.evidence_retention_days)
 
     return _once("evidence", build)
 

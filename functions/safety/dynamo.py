@@ -11,6 +11,13 @@ The evidence access log (PIPL: who viewed which request's photos, when):
 Hash key ``request_id``, range key ``viewed_key`` = ``<viewed_at>#<random>`` so the log of one
 request reads newest first with one Query. Entries expire (TTL) after three years: long enough
 for complaints and audits, not kept forever.
+
+Registered uploads (photos issued but not yet known to be named, see ``safety.model``): hash
+key ``issued_day`` (community date of issue), range key ``issued_key`` = ``<issued_at>#<key>``,
+so the sweep reads what is due with one Query per day of its look-back, oldest first, and a
+community's few hundred uploads a day sit in one small partition per day. Rows expire (TTL)
+after ``UPLOAD_LOOKBACK``; a row that outlives it (the sweep stopped for days) leaves its photo
+to the retention purge.
 """
 from __future__ import annotations
 
@@ -26,7 +33,7 @@ from pynamodb.models import Model
 
 from functions.adapters.dynamo import Put, bad_cursor, index_meta, make_meta, table
 from functions.core import clock
-from functions.safety.model import ACTIVE, CANCELLED, AccessLogEntry, ExportRange, InsuranceRecord
+from functions.safety.model import ACTIVE, CANCELLED, AccessLogEntry, ExportRange, InsuranceRecord, PendingUpload
 
 _MONTH = re.compile(r"\d{4}-\d{2}")
 _CURSOR_KEYS = {"request_id", "service_month", "service_start"}
@@ -214,3 +221,45 @@ class DynamoAccessLog:
         entries = [AccessLogEntry(item.request_id, item.viewer_id, item.viewer_role, int(item.photo_count),
                                   clock.parse_iso(item.viewed_at)) for item in query]
         return entries, query.last_evaluated_key
+
+
+UPLOAD_LOOKBACK = timedelta(days=3)
+
+
+@table
+class EvidenceUploadItem(Model):
+    Meta = make_meta("evidence-uploads", ttl_attribute="expires_at")
+    issued_day = UnicodeAttribute(hash_key=True)
+    issued_key = UnicodeAttribute(range_key=True)
+    request_id = UnicodeAttribute()
+    expires_at = NumberAttribute()
+
+
+def _issued_key(upload: PendingUpload) -> tuple[str, str]:
+    issued = upload.issued_at.astimezone(clock.CHINA_TZ)
+    return issued.date().isoformat(), f"{clock.isoformat(issued)}#{upload.key}"
+
+
+class DynamoUploadRegister:
+    def add(self, upload: PendingUpload) -> None:
+        day, issued_key = _issued_key(upload)
+        EvidenceUploadItem(day, issued_key, request_id=upload.request_id,
+                           expires_at=int((upload.issued_at + UPLOAD_LOOKBACK).timestamp())).save()
+
+    def due(self, issued_before: datetime, limit: int) -> list[PendingUpload]:
+        before = issued_before.astimezone(clock.CHINA_TZ)
+        bound = clock.isoformat(before)
+        found: list[PendingUpload] = []
+        day = (before - UPLOAD_LOOKBACK).date()
+        while day <= before.date() and len(found) < limit:
+            for item in EvidenceUploadItem.query(day.isoformat(), EvidenceUploadItem.issued_key < bound,
+                                                 limit=limit - len(found)):
+                issued, key = item.issued_key.split("#", 1)
+                found.append(PendingUpload(key, item.request_id, clock.parse_iso(issued)))
+            day += timedelta(days=1)
+        return found
+
+    def remove(self, uploads: list[PendingUpload]) -> None:
+        with EvidenceUploadItem.batch_write() as batch:
+            for upload in uploads:
+                batch.delete(EvidenceUploadItem(*_issued_key(upload)))

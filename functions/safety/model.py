@@ -23,6 +23,15 @@ refuses and deletes one that is too large or of another type (PIPL: what we refu
 keep). The same response carries, under ``form``, an S3 POST policy (key, type, 1 byte..5 MB)
 for ``wx.uploadFile``, which sends a multipart POST; there S3 itself enforces the range.
 
+An upload that nothing ever names would otherwise stay, whatever its size, for the whole
+retention period. Every issued key is therefore registered (``PendingUpload``, one small item
+written with the link); a check-in or completion may name a key only within
+``USE_WINDOW`` of its issue, and the ``evidence-uploads`` schedule deletes, once
+``REFERENCE_WINDOW`` has passed, every registered photo its request does not name. The gap
+between the two windows is what keeps the sweep from deleting a photo a check-in is naming at
+that moment. So an unbounded size-less PUT lives at most ``REFERENCE_WINDOW`` plus one sweep
+period, and is refused and deleted at once if a check-in names it.
+
 Keys are ``evidence/<request_id>/<YYYYMMDDTHHMMSS>-<random>.<ext>``: the request prefix lets the
 request lifecycle accept only this request's keys and lets viewers list exactly its photos;
 the issue time (community time zone) in the key is what retention measures age by, so the
@@ -140,6 +149,8 @@ UPLOAD_EXPIRES_SECONDS = 300
 VIEW_EXPIRES_SECONDS = 120
 DEFAULT_RETENTION_DAYS = 180
 UPLOAD_STATES = (lc.ACCEPTED, lc.IN_SERVICE)
+USE_WINDOW = timedelta(minutes=20)        # a check-in/completion names a photo within this of its issue
+REFERENCE_WINDOW = timedelta(minutes=30)  # after this, a photo its request does not name is deleted
 ROOT_PREFIX = "evidence/"
 EVIDENCE_KEY = re.compile(r"^evidence/(?P<request>[A-Za-z0-9_\-]+)/(?P<issued>\d{8}T\d{6})-[0-9a-f]{16}\.(jpg|png|heic)$")
 
@@ -152,6 +163,11 @@ class EvidenceNotUploaded(BusinessRuleViolation):
 class EvidenceTooLarge(BusinessRuleViolation):
     code = "EVIDENCE_TOO_LARGE"
     default_message = "服务影像超过 5MB，已删除，请压缩后重新上传"
+
+
+class EvidenceExpired(BusinessRuleViolation):
+    code = "EVIDENCE_EXPIRED"
+    default_message = "服务影像上传已超过 20 分钟，请重新拍摄上传"
 
 
 class EvidenceWrongType(BusinessRuleViolation):
@@ -174,6 +190,14 @@ def issued_at_of(key: str) -> datetime | None:
     if not match:
         return None
     return datetime.strptime(match.group("issued"), "%Y%m%dT%H%M%S").replace(tzinfo=clock.CHINA_TZ)
+
+
+@dataclass(frozen=True)
+class PendingUpload:
+    """An issued upload key not yet known to be named by its request."""
+    key: str
+    request_id: str
+    issued_at: datetime
 
 
 @dataclass(frozen=True)

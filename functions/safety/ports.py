@@ -6,7 +6,9 @@ from datetime import datetime
 from typing import Any, Iterator, Protocol
 
 from functions.requests.model import ServiceRequest
-from functions.safety.model import AccessLogEntry, ExportRange, InsuranceRecord, ObjectHead, StoredObject
+from functions.safety.model import (
+    AccessLogEntry, ExportRange, InsuranceRecord, ObjectHead, PendingUpload, StoredObject,
+)
 
 
 class InsuranceRecordStore(Protocol):
@@ -57,3 +59,13 @@ class AccessLog(Protocol):
 
     def for_request(self, request_id: str, limit: int,
                     cursor: dict[str, Any] | None) -> tuple[list[AccessLogEntry], dict[str, Any] | None]: ...
+
+
+class UploadRegister(Protocol):
+    def add(self, upload: PendingUpload) -> None: ...
+
+    def due(self, issued_before: datetime, limit: int) -> list[PendingUpload]:
+        """Registered uploads issued before ``issued_before``, oldest first, at most ``limit``."""
+
+    def remove(self, uploads: list[PendingUpload]) -> None:
+        """Forget these uploads (absent ones are fine)."""

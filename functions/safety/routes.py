@@ -90,3 +90,9 @@ def insurance_records(event: Any) -> dict[str, Any]:
 def evidence_retention(event: Any) -> dict[str, Any]:
     """Deletes check-in/out photos older than the community's retention period (default 180 days)."""
     return {"deleted": bootstrap.evidence().purge_expired()}
+
+
+@safety_bp.schedule(Rate(15, unit=Rate.MINUTES), name="evidence-uploads")
+def evidence_uploads(event: Any) -> dict[str, Any]:
+    """Deletes photos uploaded but never named by a check-in or completion within 30 minutes."""
+    return bootstrap.evidence().sweep_unreferenced()

@@ -8,7 +8,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 from functions.core import clock
 from functions.core.caller import Caller
-from functions.core.errors import BusinessRuleViolation, Forbidden, InvalidState, LimitExceeded
+from functions.core.errors import BusinessRuleViolation, Forbidden, InvalidState, LimitExceeded, NotFound
 from functions.core.validation import field_error
 from functions.core.events import DomainEvent
 from functions.core.messaging import PoisonMessage
@@ -17,11 +17,11 @@ from functions.requests import model as lc
 from functions.requests.model import ServiceRequest
 from functions.safety.model import (
     CONTENT_TYPES, DEFAULT_RETENTION_DAYS, EVIDENCE_KEY, MAX_EXPORT_ROWS, MAX_UPLOAD_BYTES, ROOT_PREFIX,
-    UPLOAD_EXPIRES_SECONDS, UPLOAD_STATES, VIEW_EXPIRES_SECONDS, AccessLogEntry, EvidenceNotUploaded, EvidenceTooLarge,
-    EvidenceWrongType, ExportRange, InsuranceNotConfigured, InsurancePolicy, InsuranceRecord, StoredObject,
+    REFERENCE_WINDOW, UPLOAD_EXPIRES_SECONDS, UPLOAD_STATES, USE_WINDOW, VIEW_EXPIRES_SECONDS, AccessLogEntry,
+    EvidenceExpired, EvidenceNotUploaded, EvidenceTooLarge, EvidenceWrongType, PendingUpload, ExportRange, InsuranceNotConfigured, InsurancePolicy, InsuranceRecord, StoredObject,
     evidence_key, issued_at_of, record_for, request_prefix, viewer_ids, viewer_role,
 )
-from functions.safety.ports import AccessLog, InsuranceRecordStore, ObjectStorage, RequestReader
+from functions.safety.ports import AccessLog, InsuranceRecordStore, ObjectStorage, RequestReader, UploadRegister
 
 
 class InsuranceRegister:
@@ -101,11 +101,11 @@ class InsuranceRegister:
 
 class EvidenceService:
     def __init__(self, requests: RequestReader, storage: ObjectStorage, access_log: AccessLog,
-                 retention_days: int = DEFAULT_RETENTION_DAYS, now: Callable[[], datetime] = clock.now,
-                 token: Callable[[], str] = lambda: secrets.token_hex(8)):
+                 uploads: UploadRegister, retention_days: int = DEFAULT_RETENTION_DAYS,
+                 now: Callable[[], datetime] = clock.now, token: Callable[[], str] = lambda: secrets.token_hex(8)):
         if retention_days < 1:
             raise ValueError("evidence retention must be at least one day")
-        self.requests, self.storage, self.access_log = requests, storage, access_log
+        self.requests, self.storage, self.access_log, self.uploads = requests, storage, access_log, uploads
         self.retention = timedelta(days=retention_days)
         self.now, self.token = now, token
 
@@ -122,7 +122,10 @@ class EvidenceService:
         if request.status not in UPLOAD_STATES:
             raise InvalidState(f"需求当前状态为 {request.status}，不能上传影像",
                                {"status": request.status, "allowed": list(UPLOAD_STATES)})
-        key = evidence_key(request.id, self.now(), self.token(), extension)
+        issued_at = self.now()
+        key = evidence_key(request.id, issued_at, self.token(), extension)
+        # Registered before the link exists: a photo is never in the bucket unregistered.
+        self.uploads.add(PendingUpload(key, request.id, issued_at))
         headers = {"Content-Type": content_type}
         if size is not None:
             headers["Content-Length"] = str(size)
@@ -138,6 +141,11 @@ class EvidenceService:
         match = EVIDENCE_KEY.match(key)
         if not key.startswith(request_prefix(request_id)) or match is None:
             raise field_error("evidence_key", "该影像不是为此需求签发的")
+        issued_at = issued_at_of(key)
+        if issued_at is not None and self.now() - issued_at > USE_WINDOW:
+            # Past this the unreferenced-upload sweep may delete the photo at any moment.
+            raise EvidenceExpired(details={"evidence_key": key,
+                                           "use_within_minutes": int(USE_WINDOW.total_seconds() // 60)})
         head = self.storage.head(key)
         if head is None:
             raise EvidenceNotUploaded(details={"evidence_key": key})
@@ -192,6 +200,33 @@ class EvidenceService:
             born = issued_at_of(stored.key) or stored.last_modified
             if born < cutoff:
                 yield stored
+
+    def sweep_unreferenced(self, batch: int = 100) -> dict[str, int]:
+        """Delete every registered upload older than ``REFERENCE_WINDOW`` that its request does
+        not name, and forget the ones it does. Deleting comes before forgetting, so a sweep that
+        dies midway is simply repeated."""
+        deleted = kept = 0
+        cutoff = self.now() - REFERENCE_WINDOW
+        while True:
+            due = self.uploads.due(cutoff, batch)
+            if not due:
+                break
+            named: dict[str, set[str]] = {}
+            for request_id in {u.request_id for u in due}:
+                try:
+                    named[request_id] = set(self.requests.get(request_id).evidence_keys)
+                except NotFound:
+                    named[request_id] = set()
+            orphans = [u.key for u in due if u.key not in named[u.request_id]]
+            if orphans:
+                self.storage.delete(orphans)
+            deleted += len(orphans)
+            kept += len(due) - len(orphans)
+            self.uploads.remove(due)
+            if len(due) < batch:
+                break
+        logger.info("unreferenced evidence sweep", extra={"deleted": deleted, "kept": kept})
+        return {"deleted": deleted, "kept": kept}
 
     def purge_expired(self, batch: int = 1000) -> int:
         """Delete every photo older than the retention period; returns how many were deleted."""

@@ -7,7 +7,7 @@ from typing import Any, Callable, Iterator
 
 from functions.core import clock
 from functions.safety.model import (ACTIVE, CANCELLED, CONTENT_TYPES, AccessLogEntry, ExportRange, InsuranceRecord,
-                                    ObjectHead, StoredObject)
+                                    ObjectHead, PendingUpload, StoredObject)
 
 
 class InMemoryInsuranceRecordStore:
@@ -120,3 +120,19 @@ class InMemoryAccessLog:
         offset = int((cursor or {}).get("offset", 0))
         more = offset + limit < len(matching)
         return matching[offset:offset + limit], ({"offset": offset + limit} if more else None)
+
+
+class InMemoryUploadRegister:
+    def __init__(self) -> None:
+        self.uploads: dict[str, PendingUpload] = {}
+
+    def add(self, upload: PendingUpload) -> None:
+        self.uploads[upload.key] = upload
+
+    def due(self, issued_before: datetime, limit: int) -> list[PendingUpload]:
+        due = sorted((u for u in self.uploads.values() if u.issued_at < issued_before), key=lambda u: u.issued_at)
+        return due[:limit]
+
+    def remove(self, uploads: list[PendingUpload]) -> None:
+        for upload in uploads:
+            self.uploads.pop(upload.key, None)

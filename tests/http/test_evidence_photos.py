@@ -265,3 +265,74 @@ def test_retention_schedule_deletes_old_photos_and_links_skip_them(world):
     assert handler(schedule_event, None) == {"deleted": 1}
     assert client.http.get(f"/v1/requests/{need['id']}/evidence", headers=login(client, "ev-req")).json_body == {
         "items": []}
+
+
+# --- outside testing, defect 9: an upload nothing names does not stay ---------------------------
+
+def sweep(app):
+    event = json.loads((EVENTS / "evidence-uploads.json").read_text(encoding="utf-8"))
+    return app.handler_map["evidence-uploads"](event, None)
+
+
+def registered_uploads() -> int:
+    from functions.safety.dynamo import EvidenceUploadItem
+
+    return EvidenceUploadItem.count()
+
+
+def test_uploads_never_named_within_the_window_are_deleted_whatever_their_size(world):
+    client, app, need, volunteer = world["client"], world["app"], world["need"], world["volunteer"]
+    drain(app, "insurance")
+    named = ask_upload(client, need["id"], volunteer).json_body
+    huge = ask_upload(client, need["id"], volunteer).json_body       # a size-less PUT: S3 takes any size
+    never = ask_upload(client, need["id"], volunteer).json_body      # issued, nothing sent
+    assert upload(named, b"\xff\xd8" + b"1" * 100).status_code == 200
+    assert upload(huge, b"\xff" * (3 * MAX_BYTES)).status_code == 200
+    assert act(client, need["id"], "check-in", volunteer, {"evidence_key": named["key"]}).status_code == 200
+    assert registered_uploads() == 3
+
+    clock.set_clock(lambda: NOW + timedelta(minutes=29))
+    assert sweep(app) == {"deleted": 0, "kept": 0}                   # still inside the window
+    assert sorted(evidence_keys(client, need["id"], volunteer)) == sorted([named["key"], huge["key"]])
+
+    clock.set_clock(lambda: NOW + timedelta(minutes=31))
+    assert sweep(app) == {"deleted": 2, "kept": 1}
+    assert evidence_keys(client, need["id"], volunteer) == [named["key"]]
+    assert registered_uploads() == 0
+    assert sweep(app) == {"deleted": 0, "kept": 0}                   # a repeated sweep changes nothing
+    stored = client.http.get(f"/v1/requests/{need['id']}", headers=volunteer).json_body
+    assert stored["status"] == "in_service"
+
+
+def test_a_photo_is_named_within_its_use_window_or_not_at_all(world):
+    client, app, need, volunteer = world["client"], world["app"], world["need"], world["volunteer"]
+    drain(app, "insurance")
+    late = ask_upload(client, need["id"], volunteer).json_body
+    assert upload(late, b"\xff\xd8late").status_code == 200
+    clock.set_clock(lambda: NOW + timedelta(minutes=21))
+    error = refused(act(client, need["id"], "check-in", volunteer, {"evidence_key": late["key"]}), 422,
+                    "EVIDENCE_EXPIRED")
+    assert error["details"] == {"evidence_key": late["key"], "use_within_minutes": 20}
+    assert client.http.get(f"/v1/requests/{need['id']}", headers=volunteer).json_body["status"] == "accepted"
+    fresh = ask_upload(client, need["id"], volunteer).json_body
+    assert upload(fresh, b"\xff\xd8fresh").status_code == 200
+    assert act(client, need["id"], "check-in", volunteer, {"evidence_key": fresh["key"]}).status_code == 200
+
+
+def test_the_sweep_dying_between_delete_and_forget_is_simply_repeated(world, monkeypatch):
+    client, app, need, volunteer = world["client"], world["app"], world["need"], world["volunteer"]
+    orphan = ask_upload(client, need["id"], volunteer).json_body
+    assert upload(orphan, b"\xff\xd8orphan").status_code == 200
+    from functions.safety.dynamo import DynamoUploadRegister
+
+    def crash(self, uploads):
+        raise ConnectionError("the Lambda timed out here")
+
+    clock.set_clock(lambda: NOW + timedelta(minutes=31))
+    with monkeypatch.context() as patched:
+        patched.setattr(DynamoUploadRegister, "remove", crash)
+        with pytest.raises(ConnectionError):
+            sweep(app)
+    assert evidence_keys(client, need["id"], volunteer) == [] and registered_uploads() == 1
+    assert sweep(app) == {"deleted": 1, "kept": 0}
+    assert registered_uploads() == 0

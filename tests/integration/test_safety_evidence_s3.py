@@ -25,7 +25,7 @@ from functions.core.settings import get_settings
 from functions.core.caller import Caller
 from functions.requests import model as lc
 from functions.requests.model import ServiceRequest
-from functions.safety.dynamo import DynamoAccessLog, EvidenceAccessItem
+from functions.safety.dynamo import DynamoAccessLog, DynamoUploadRegister, EvidenceAccessItem
 from functions.safety.model import MAX_UPLOAD_BYTES, AccessLogEntry, evidence_key
 from functions.safety.service import EvidenceService
 from functions.safety.s3 import S3ObjectStorage
@@ -61,7 +61,7 @@ def s3(aws):
 def service(s3):
     clock.set_clock(lambda: NOW)
     storage = S3ObjectStorage(get_settings().evidence_bucket)
-    return EvidenceService(Requests(accepted()), storage, DynamoAccessLog(), retention_days=180)
+    return EvidenceService(Requests(accepted()), storage, DynamoAccessLog(), DynamoUploadRegister(), retention_days=180)
 
 
 def policy_of(form: dict) -> dict:
@@ -231,7 +231,7 @@ def test_retention_pages_through_listings_and_delete_batches(s3):
     clock.set_clock(lambda: NOW)
     bucket = get_settings().evidence_bucket
     storage = S3ObjectStorage(bucket, list_page_size=3)
-    service = EvidenceService(Requests(accepted()), storage, DynamoAccessLog(), retention_days=180)
+    service = EvidenceService(Requests(accepted()), storage, DynamoAccessLog(), DynamoUploadRegister(), retention_days=180)
     for number in range(8):
         age = timedelta(days=200 if number % 4 else 10)
         s3.put_object(Bucket=bucket, Key=evidence_key(f"req_{number % 3}", NOW - age, f"{number:016x}", "jpg"),

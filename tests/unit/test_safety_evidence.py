@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 import pytest
@@ -15,9 +16,11 @@ from functions.core.errors import BusinessRuleViolation, Forbidden, InvalidState
 from functions.core.caller import Caller
 from functions.requests import model as lc
 from functions.requests.model import ServiceRequest
-from functions.safety.model import MAX_UPLOAD_BYTES, UPLOAD_EXPIRES_SECONDS, VIEW_EXPIRES_SECONDS, evidence_key, issued_at_of
+from functions.safety.model import (
+    MAX_UPLOAD_BYTES, REFERENCE_WINDOW, UPLOAD_EXPIRES_SECONDS, VIEW_EXPIRES_SECONDS, evidence_key, issued_at_of,
+)
 from functions.safety.service import EvidenceService
-from tests.fakes.safety import InMemoryAccessLog, InMemoryObjectStorage
+from tests.fakes.safety import InMemoryAccessLog, InMemoryObjectStorage, InMemoryUploadRegister
 
 T = clock.CHINA_TZ
 NOW = datetime(2026, 12, 2, 15, 55, 7, tzinfo=T)
@@ -62,8 +65,8 @@ def service_with(*requests: ServiceRequest, retention_days: int = 180):
     storage = InMemoryObjectStorage(now=now)
     log = InMemoryAccessLog()
     tokens = iter(f"{i:016x}" for i in range(1, 1000))
-    service = EvidenceService(FakeRequests(*requests), storage, log, retention_days, now=now,
-                              token=lambda: next(tokens))
+    service = EvidenceService(FakeRequests(*requests), storage, log, InMemoryUploadRegister(), retention_days,
+                              now=now, token=lambda: next(tokens))
     return service, storage, log, now
 
 
@@ -304,3 +307,20 @@ def test_purge_deletes_in_batches():
 def test_retention_must_be_positive():
     with pytest.raises(ValueError):
         service_with(retention_days=0)
+
+
+def test_the_sweep_deletes_registered_photos_their_request_does_not_name_after_the_window():
+    named_request = service_request("req_a", lc.IN_SERVICE)
+    service, storage, _, now = service_with(named_request, service_request("req_b"))
+    keep = service.issue_upload(VOLUNTEER, "req_a")["key"]
+    drop = service.issue_upload(VOLUNTEER, "req_a")["key"]
+    gone = service.issue_upload(VOLUNTEER, "req_b")["key"]
+    for key in (keep, drop, gone):
+        storage.put(key, 10)
+    service.requests.by_id["req_a"] = replace(named_request, evidence_keys=[keep])
+    del service.requests.by_id["req_b"]                      # a request that no longer exists names nothing
+    now.at = NOW + REFERENCE_WINDOW
+    assert service.sweep_unreferenced() == {"deleted": 0, "kept": 0}
+    now.at = NOW + REFERENCE_WINDOW + timedelta(seconds=1)
+    assert service.sweep_unreferenced(batch=2) == {"deleted": 2, "kept": 1}
+    assert sorted(storage.objects) == [keep] and service.uploads.uploads == {}
