@@ -105,11 +105,12 @@ def relay() -> Any:
 def ledger() -> Any:
     def build() -> Any:
         from functions.ledger.dynamo import DynamoLedgerStore
+        from functions.ledger.model import point_kinds_from
         from functions.ledger.service import Ledger
 
         settings = get_settings()
         return Ledger(DynamoLedgerStore(), shards=settings.ledger_shards,
-                      household_cap=settings.household_balance_cap)
+                      household_cap=settings.household_balance_cap, point_kinds=point_kinds_from(settings.assets))
 
     return _once("ledger", build)
 
