@@ -1,7 +1,10 @@
 """The bench's own community on an in-process moto, set before ``functions`` is imported."""
 from __future__ import annotations
 
+import json
 import os
+import tomllib
+from pathlib import Path
 
 BENCH_ADMIN = "admin-bench"
 
@@ -15,6 +18,10 @@ BENCH_ENVIRONMENT = {
     "TIMEBANK_STAGE": "local",
     "TIMEBANK_ADMIN_OPENIDS": BENCH_ADMIN,
     "TIMEBANK_STARTING_CREDITS": "300",
+    # The demo community's point kinds (conversions, expiry), as `make run` serves them.
+    "TIMEBANK_ASSETS": json.dumps(tomllib.loads(
+        (Path(__file__).resolve().parent.parent / "infra" / "communities" / "demo.toml").read_text("utf-8"))["assets"],
+        ensure_ascii=False),
     # The business metrics' EMF lines would interleave with the figures on stdout.
     "POWERTOOLS_METRICS_DISABLED": "true",
     # Benches check in and complete at once (they measure cost, not a service's real time).

@@ -165,6 +165,7 @@ def app_logs_to(stream: TextIO) -> Iterator[None]:
 class BenchResults:
     operations: list[Measured]
     lifecycle: list[Measured]
+    rewards: list[Measured]
 
 
 def measure_operations(log_path: Path) -> BenchResults:
@@ -173,6 +174,7 @@ def measure_operations(log_path: Path) -> BenchResults:
     from moto import mock_aws
 
     from bench.lifecycle import queue_drainer, run_lifecycle
+    from bench.rewards import run_rewards
     from functions.app import app
     from local.provision import provision_evidence_bucket, provision_queues, provision_tables
     from local.seed import seed_categories
@@ -186,12 +188,14 @@ def measure_operations(log_path: Path) -> BenchResults:
         seed_categories()
         # Built before counting: their ReceiveMessage/DeleteMessage are the event source
         # mapping's (Lambda's poller), not the function's, so they stay out of the counts.
-        drainers = {queue: queue_drainer(app, queue) for queue in ("matching", "insurance")}
+        drainers = {queue: queue_drainer(app, queue) for queue in ("matching", "insurance", "zyh-exchanges")}
         with counting_dynamodb() as counter:
             forget_cached_clients()
             with Client(app) as client:
                 scenario = Scenario(client, counter, log=log)
                 run_scenario(scenario)
                 lifecycle = Scenario(client, counter, tokens=scenario.tokens, log=log)
-                run_lifecycle(lifecycle, drainers)
-    return BenchResults(scenario.results, lifecycle.results)
+                run_lifecycle(lifecycle, {q: d for q, d in drainers.items() if q != "zyh-exchanges"})
+                rewards = Scenario(client, counter, tokens=scenario.tokens, log=log)
+                run_rewards(rewards, drainers["zyh-exchanges"])
+    return BenchResults(scenario.results, lifecycle.results, rewards.results)

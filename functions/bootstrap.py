@@ -35,6 +35,7 @@ MODEL_MODULES = (
     "functions.volunteers.dynamo",
     "functions.safety.dynamo",
     "functions.notifications.dynamo",
+    "functions.rewards.dynamo",
 )
 
 _built: dict[str, Any] = {}
@@ -105,11 +106,12 @@ def relay() -> Any:
 def ledger() -> Any:
     def build() -> Any:
         from functions.ledger.dynamo import DynamoLedgerStore
+        from functions.ledger.model import point_kinds_from
         from functions.ledger.service import Ledger
 
         settings = get_settings()
         return Ledger(DynamoLedgerStore(), shards=settings.ledger_shards,
-                      household_cap=settings.household_balance_cap)
+                      household_cap=settings.household_balance_cap, point_kinds=point_kinds_from(settings.assets))
 
     return _once("ledger", build)
 
@@ -360,3 +362,82 @@ def reminders() -> Any:
 
     return _once("reminders", build)
 
+
+# --- rewards -----------------------------------------------------------------------------------
+
+class _IdentityResidents:
+    """Rewards' ``Residents`` port: birth years (minimum age) and the merchant role of a login,
+    from identity."""
+
+    def birth_year(self, household_id: str, resident_id: str) -> int | None:
+        resident = identity().store.get_resident(household_id, resident_id)
+        return resident.birth_year if resident is not None else None
+
+    def role_grant(self, openid: str, role: str) -> Any:
+        return identity().role_grant(openid, role)
+
+
+def rewards_store() -> Any:
+    from functions.rewards.dynamo import DynamoRewardsStore
+
+    return _once("rewards_store", DynamoRewardsStore)
+
+
+def _age_rule() -> Any:
+    from functions.rewards.service import AgeRule
+
+    return AgeRule(_IdentityResidents(), get_settings().min_redeem_age)
+
+
+def points() -> Any:
+    def build() -> Any:
+        from functions.rewards.service import PointsService
+
+        return PointsService(ledger(), _age_rule())
+
+    return _once("points", build)
+
+
+def merchants() -> Any:
+    def build() -> Any:
+        from functions.rewards.service import MerchantService
+
+        return MerchantService(rewards_store(), ledger(), _IdentityResidents(), _age_rule())
+
+    return _once("merchants", build)
+
+
+def zyh_key() -> Callable[[], str]:
+    """The 志愿汇 HMAC key: locally the setting's value, deployed the SSM parameter's."""
+    settings = get_settings()
+    if settings.is_local:
+        return lambda: settings.zyh_key
+    store = secrets()
+    return lambda: store.get(settings.zyh_key_parameter)
+
+
+def zyh_partner() -> Any:
+    def build() -> Any:
+        settings = get_settings()
+        if settings.is_local and not settings.zyh_api_base:
+            from functions.rewards.zyh import LocalZyhPartner
+
+            return LocalZyhPartner()
+        from functions.rewards.zyh import HttpZyhPartner
+
+        return HttpZyhPartner(settings.zyh_api_base, zyh_key())
+
+    return _once("zyh_partner", build)
+
+
+def exchanges() -> Any:
+    def build() -> Any:
+        from functions.rewards.service import ExchangeService
+
+        settings = get_settings()
+        return ExchangeService(rewards_store(), ledger(), zyh_partner(), outbox(), relay(),
+                               coins_per_minute=settings.zyh_coins_per_minute,
+                               timeout=timedelta(minutes=settings.zyh_timeout_minutes),
+                               available=settings.is_local or bool(settings.zyh_api_base))
+
+    return _once("exchanges", build)

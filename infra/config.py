@@ -42,7 +42,7 @@ LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 
 TOP_LEVEL_KEYS = {
     "id", "display_name", "region", "admin_openids", "starting_credits",
     "evidence_retention_days", "reminder_lead_minutes", "log_retention_days",
-    "insurance", "tariffs", "alarms", "deploy", "wechat", "lifecycle",
+    "insurance", "tariffs", "alarms", "deploy", "wechat", "lifecycle", "assets", "min_redeem_age", "zyh",
 }
 # [lifecycle]: the time limits of a service (functions.requests.model.Limits), with their ranges.
 LIFECYCLE_LIMITS = {
@@ -54,6 +54,8 @@ LIFECYCLE_LIMITS = {
     "overdue_after_hours": (1, 7 * 24, 12),
 }
 LIFECYCLE_CHOICES = {"no_show_action": ("release", "cancel"), "overdue_action": ("flag", "complete")}
+ZYH_KEYS = {"api_base", "timeout_minutes", "coins_per_minute"}
+HTTPS_URL = re.compile(r"^https://[A-Za-z0-9.-]+(:\d+)?(/[A-Za-z0-9._~/-]*)?$")
 # Subscribe-message templates the mini-program asks consent for (logical name → WeChat id).
 WECHAT_TEMPLATES = ("match", "reminder")
 TEMPLATE_ID = re.compile(r"^[A-Za-z0-9_-]{10,64}$")
@@ -87,6 +89,11 @@ class CommunityConfig:
     artifact_bucket: str = ""
     wechat_templates: dict[str, str] = field(default_factory=dict)
     lifecycle: dict[str, Any] = field(default_factory=dict)
+    assets: dict[str, Any] = field(default_factory=dict)  # [assets]: point kinds, as validated
+    min_redeem_age: int = 0
+    zyh_api_base: str = ""
+    zyh_timeout_minutes: int = 15
+    zyh_coins_per_minute: int = 1
 
     @property
     def partition(self) -> str:
@@ -108,11 +115,14 @@ class CommunityConfig:
     @property
     def secret_parameters(self) -> dict[str, str]:
         """Environment variable → SSM SecureString parameter name."""
-        return {
+        parameters = {
             "TIMEBANK_TOKEN_SECRET_PARAMETER": f"{self.parameter_path}token-secret",
             "TIMEBANK_WECHAT_APP_ID_PARAMETER": f"{self.parameter_path}wechat-app-id",
             "TIMEBANK_WECHAT_APP_SECRET_PARAMETER": f"{self.parameter_path}wechat-app-secret",
         }
+        if self.zyh_api_base:  # only a community that exchanges with 志愿汇 needs its signing key
+            parameters["TIMEBANK_ZYH_KEY_PARAMETER"] = f"{self.parameter_path}zyh-key"
+        return parameters
 
     def environment(self) -> dict[str, str]:
         """The functions' environment (plain strings; resource references are added later)."""
@@ -132,6 +142,11 @@ class CommunityConfig:
             "TIMEBANK_WECHAT_TEMPLATES": json.dumps(self.wechat_templates, sort_keys=True,
                                                     separators=(",", ":")),
             **{f"TIMEBANK_{name.upper()}": str(value) for name, value in sorted(self.lifecycle.items())},
+            "TIMEBANK_ASSETS": json.dumps(self.assets, ensure_ascii=False, sort_keys=True, separators=(",", ":")),
+            "TIMEBANK_MIN_REDEEM_AGE": str(self.min_redeem_age),
+            "TIMEBANK_ZYH_API_BASE": self.zyh_api_base,
+            "TIMEBANK_ZYH_TIMEOUT_MINUTES": str(self.zyh_timeout_minutes),
+            "TIMEBANK_ZYH_COINS_PER_MINUTE": str(self.zyh_coins_per_minute),
             **self.secret_parameters,
             "POWERTOOLS_SERVICE_NAME": APPLICATION,
             "POWERTOOLS_METRICS_NAMESPACE": "Timebank",
@@ -198,6 +213,12 @@ def parse_community(data: Mapping[str, Any], source: str = "<config>",
     for name, choices in LIFECYCLE_CHOICES.items():
         lifecycle[name] = check.value(lifecycle_table, f"lifecycle.{name}",
                                       lambda v, choices=choices: _choice(v, choices), choices[0])
+    assets = _assets(check.table(data, "assets", None, required=False) or {}, problems)
+    min_age = check.value(data, "min_redeem_age", lambda v: _int(v, 0, 120), 0)
+    zyh = check.table(data, "zyh", ZYH_KEYS, required=False)
+    zyh_api_base = check.value(zyh, "zyh.api_base", _https_url, "")
+    zyh_timeout = check.value(zyh, "zyh.timeout_minutes", lambda v: _int(v, 1, 24 * 60), 15)
+    zyh_coins = check.value(zyh, "zyh.coins_per_minute", lambda v: _int(v, 1, 1000), 1)
 
     if problems:
         raise ConfigError(source, problems)
@@ -206,7 +227,9 @@ def parse_community(data: Mapping[str, Any], source: str = "<config>",
         insurer=insurer, insurance_policy_number=policy, starting_credits=starting_credits,
         evidence_retention_days=retention, reminder_lead_minutes=lead,
         log_retention_days=log_days, tariff_overrides=overrides, alarm_emails=emails,
-        artifact_bucket=artifact_bucket, wechat_templates=templates, lifecycle=lifecycle,
+        artifact_bucket=artifact_bucket, wechat_templates=templates, lifecycle=lifecycle, assets=assets,
+        min_redeem_age=min_age, zyh_api_base=zyh_api_base, zyh_timeout_minutes=zyh_timeout,
+        zyh_coins_per_minute=zyh_coins,
     )
 
 
@@ -214,6 +237,25 @@ def _choice(value: Any, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise ValueError(f"must be one of {', '.join(choices)}")
     return value
+
+
+def _https_url(value: Any) -> str:
+    if not isinstance(value, str) or not HTTPS_URL.match(value):
+        raise ValueError("must be an https:// URL")
+    return value.rstrip("/")
+
+
+def _assets(assets: Mapping[str, Any], problems: dict[str, str]) -> dict[str, Any]:
+    # The ledger's own parser: a point kind that deploys is one the running ledger accepts.
+    from functions.core.errors import ValidationError
+    from functions.ledger.model import point_kinds_from
+
+    try:
+        point_kinds_from(assets)
+    except ValidationError as exc:
+        problems.update(exc.details.get("fields", {}))
+        return {}
+    return json.loads(json.dumps(assets))
 
 
 def _templates(value: Any) -> dict[str, str]:

@@ -18,6 +18,9 @@ FAKE_CREDENTIALS = {
     "AWS_SECRET_ACCESS_KEY": "local",
     "AWS_SESSION_TOKEN": "local",
 }
+# API.md: the local runtime's scheduler may shorten the 志愿汇 timeout, so a `timeout-…` exchange
+# fails while one watches (the community file's 15 minutes is what deploys).
+LOCAL_ZYH_TIMEOUT_MINUTES = "2"
 COMMUNITY_DEFAULTS = {
     "TIMEBANK_COMMUNITY": "demo",
     "TIMEBANK_STAGE": "local",
@@ -44,6 +47,8 @@ def prepare_environment(config: RuntimeConfig, moto_endpoint: str | None,
     env = os.environ if env is None else env
     for name, value in COMMUNITY_DEFAULTS.items():
         env.setdefault(name, value)
+    if not config.real_aws:
+        env.setdefault("TIMEBANK_ZYH_TIMEOUT_MINUTES", LOCAL_ZYH_TIMEOUT_MINUTES)
     for name, value in community_file_environment(env["TIMEBANK_COMMUNITY"]).items():
         env.setdefault(name, value)  # an explicit environment variable still wins
     # Business metrics are CloudWatch EMF lines on stdout: on a laptop they only bury the log.

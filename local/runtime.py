@@ -192,16 +192,21 @@ class LocalRuntime:
                               self.config.schedule_max_interval_seconds)
 
     def _seed(self, admin_openids: tuple[str, ...]) -> None:
-        from local.seed import ApiError, seed_categories, seed_demo_residents
+        from local.seed import ApiError, seed_categories, seed_demo_merchant, seed_demo_points, seed_demo_residents
 
         log.info("seed: %s", seed_categories())
-        if not self.config.demo_residents:
-            return
         if not admin_openids:
-            log.info("seed: demo residents skipped (no TIMEBANK_ADMIN_OPENIDS to verify them)")
+            log.info("seed: demo residents and merchant skipped (no TIMEBANK_ADMIN_OPENIDS to act as admin)")
+            return
+        try:
+            log.info("seed: %s", seed_demo_merchant(self.api_url, admin_openids[0]))
+        except ApiError as exc:
+            log.warning("seed: demo merchant skipped (%s)", exc)
+        if not self.config.demo_residents:
             return
         try:
             log.info("seed: %s", seed_demo_residents(self.api_url, admin_openids[0]))
+            log.info("seed: %s", seed_demo_points(self.api_url))
         except ApiError as exc:
             log.warning("seed: demo residents skipped (%s)", exc)
 

@@ -45,12 +45,14 @@ class ApiError(Exception):
 
 
 def call_api(base_url: str, method: str, path: str, body: Any = None,
-             token: str | None = None, timeout: float = 30) -> Any:
+             token: str | None = None, timeout: float = 30, idempotency_key: str | None = None) -> Any:
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(base_url + path, data=data, method=method)
     request.add_header("Content-Type", "application/json")
     if token:
         request.add_header("Authorization", f"Bearer {token}")
+    if idempotency_key:
+        request.add_header("Idempotency-Key", idempotency_key)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             raw = response.read()
@@ -89,3 +91,45 @@ def seed_demo_residents(base_url: str, admin_openid: str,
                                 {}, token=admin_token)
         states.append(f"{person.openid}={resident['status']}")
     return "demo residents: " + ", ".join(states)
+
+
+# The demo merchant of API.md: its owner logs in with ``dev-merchant-demo``.
+DEMO_MERCHANT = {"name": "示范便民超市", "kind": "supermarket", "owner_openid": "merchant-demo"}
+DEMO_ITEMS = (
+    ("demo-item-bag", {"title": "环保购物袋", "description": "可重复使用的帆布袋", "asset": "service", "price": 30,
+                       "stock": 50, "per_person_limit": 2, "valid_days": 30}),
+    ("demo-item-detergent", {"title": "洗衣液一瓶", "description": "绿色生活积分兑换", "asset": "green", "price": 200,
+                             "stock": 20, "per_person_limit": 1, "valid_days": 14}),
+)
+# Points for the first demo resident to convert, redeem and exchange with (志愿时, 绿色生活).
+DEMO_POINTS = (("volunteer", 120), ("green", 500))
+
+
+def seed_demo_merchant(base_url: str, admin_openid: str) -> str:
+    """The merchant and its two catalogue items, through the HTTP API (idempotent: the merchant
+    is keyed by its owner, the items by their Idempotency-Keys)."""
+    admin_token = login(base_url, admin_openid)["token"]
+    merchant = call_api(base_url, "POST", "/v1/admin/merchants", DEMO_MERCHANT, token=admin_token)
+    owner_token = login(base_url, DEMO_MERCHANT["owner_openid"])["token"]
+    titles = []
+    for key, item in DEMO_ITEMS:
+        titles.append(call_api(base_url, "POST", "/v1/merchant/items", item, token=owner_token,
+                               idempotency_key=key)["title"])
+    return f"demo merchant: {merchant['name']} (owner {DEMO_MERCHANT['owner_openid']}), items: {', '.join(titles)}"
+
+
+def seed_demo_points(base_url: str, resident: DemoResident = DEMO_RESIDENTS[0]) -> str:
+    """Issuance grants to a demo resident's personal account, through the ledger (ids derived
+    from the resident: granted once however often this runs)."""
+    from functions import bootstrap
+    from functions.core.ids import derived_id
+    from functions.ledger.accounts import ISSUANCE, resident_account
+
+    me = login(base_url, resident.openid).get("resident")
+    if me is None or me.get("status") != "verified":
+        return "demo points: skipped (no verified demo resident)"
+    account = resident_account(me["id"])
+    for asset, amount in DEMO_POINTS:
+        bootstrap.ledger().transfer(derived_id("tr", "demo-points", account, asset), ISSUANCE, account, asset, amount,
+                                    kind="grant", memo="演示积分")
+    return f"demo points: {resident.openid} " + ", ".join(f"{asset} {amount}" for asset, amount in DEMO_POINTS)

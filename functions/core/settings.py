@@ -15,6 +15,7 @@ LOCAL_STAGES = frozenset({"local", "test"})
 # Local and test stages insure against a placeholder policy; deployed stages must configure one.
 LOCAL_INSURER = "本地测试保险（非真实保单）"
 LOCAL_POLICY_NUMBER = "LOCAL-TEST-POLICY"
+LOCAL_ZYH_KEY = "local-zyh-signing-key"
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,17 @@ class Settings:
     overdue_after_hours: int = 12
     overdue_action: str = "flag"
     queue_urls: dict[str, str] = field(default_factory=dict)
+    # Point kinds: the [assets] table of the community file (functions.ledger.model.point_kinds_from).
+    assets: dict = field(default_factory=dict)
+    # Minimum age (calendar years) for converting points and redeeming vouchers; 0 = none.
+    min_redeem_age: int = 0
+    # 志愿汇: the partner's API (empty = no exchange outside the local stages), the HMAC key
+    # (locally the value, deployed an SSM parameter name), and the exchange's terms.
+    zyh_api_base: str = ""
+    zyh_key: str = LOCAL_ZYH_KEY
+    zyh_key_parameter: str = ""
+    zyh_timeout_minutes: int = 15
+    zyh_coins_per_minute: int = 1
 
     @property
     def is_local(self) -> bool:
@@ -130,6 +142,13 @@ def get_settings() -> Settings:
         overdue_after_hours=_int("TIMEBANK_OVERDUE_AFTER_HOURS", 12),
         overdue_action=os.environ.get("TIMEBANK_OVERDUE_ACTION", "flag"),
         queue_urls=queue_urls,
+        assets=_json_object("TIMEBANK_ASSETS"),
+        min_redeem_age=_int("TIMEBANK_MIN_REDEEM_AGE", 0),
+        zyh_api_base=os.environ.get("TIMEBANK_ZYH_API_BASE", ""),
+        zyh_key=os.environ.get("TIMEBANK_ZYH_KEY", LOCAL_ZYH_KEY if stage in LOCAL_STAGES else ""),
+        zyh_key_parameter=os.environ.get("TIMEBANK_ZYH_KEY_PARAMETER", ""),
+        zyh_timeout_minutes=_int("TIMEBANK_ZYH_TIMEOUT_MINUTES", 15),
+        zyh_coins_per_minute=_int("TIMEBANK_ZYH_COINS_PER_MINUTE", 1),
     )
 
 

@@ -155,6 +155,16 @@ def _declaration(record: RelativeItem) -> RelativeDeclaration:
                                declared_by=record.declared_by, created_at=_dt(record.created_at))
 
 
+class RoleGrant:
+    """Adds a stored role to a login, as a write of another domain's transaction."""
+
+    def __init__(self, openid: str, role: str):
+        self.openid, self.role = openid, role
+
+    def add_to(self, transaction: TransactWrite) -> None:
+        transaction.update(LoginItem(self.openid), actions=[LoginItem.roles.add({self.role})])
+
+
 # --- the store -------------------------------------------------------------------------------
 
 
@@ -172,6 +182,9 @@ class DynamoIdentityStore:
         return Login(openid=record.openid, resident_id=record.resident_id, household_id=record.household_id,
                      status=record.status, roles=frozenset(record.roles or ()),
                      token_version=int(record.token_version or 0))
+
+    def grant_role(self, openid: str, role: str) -> RoleGrant:
+        return RoleGrant(openid, role)
 
     def bump_token_version(self, openid: str) -> int:
         record = LoginItem(openid)

@@ -67,6 +67,10 @@ class IdentityStore(Protocol):
 
     def bump_token_version(self, openid: str) -> int: ...
 
+    def grant_role(self, openid: str, role: str) -> Any:
+        """A write (``add_to(transaction)``) adding ``role`` to the login of ``openid``, creating
+        the login item if the openid never logged in."""
+
 
 class StartingLedger(Protocol):
     """The part of the ledger identity uses: one transfer (issuance → household), joined with

@@ -110,8 +110,9 @@ def register(ctx: RequestContext) -> dict[str, Any]:
 
 @route(identity_bp, "/v1/residents/me", auth=Auth.REGISTERED, response="Resident")
 def me(ctx: RequestContext) -> dict[str, Any]:
-    """The caller's resident record (phone masked)."""
-    return _resident_body(bootstrap.identity().me(ctx.caller))
+    """The caller's resident record (phone masked), with every role of the login (merchant too)."""
+    resident = bootstrap.identity().me(ctx.caller)
+    return resident_view(resident, bootstrap.identity().roles_of(resident.openid, resident.roles | ctx.caller.roles))
 
 
 # --- households ----------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from functions.core.errors import (
 from functions.core.ids import content_hash, derived_id, new_id
 from functions.core.caller import Caller
 from functions.identity.model import (
-    PENDING, REJECTED, ROLE_RESIDENT, VERIFIED, Address, Dependant, Household, Login, Member, NotRegistered,
+    PENDING, REJECTED, ROLE_RESIDENT, ROLES, VERIFIED, Address, Dependant, Household, Login, Member, NotRegistered,
     RelativeDeclaration, Resident, address_key, effective_roles, reject_changes, rejected, verified,
     verify_changes,
 )
@@ -333,6 +333,14 @@ class IdentityService:
                 return updated
             resident = self.resident(resident_id)
         raise Conflict("操作冲突，请重试")
+
+    def role_grant(self, openid: str, role: str) -> Any:
+        """A write that gives the login of ``openid`` a stored role, joining the caller's
+        transaction (``add_to(transaction)``): rewards makes a merchant's owner a ``merchant``
+        in the transaction that creates the merchant. The owner need not be a resident."""
+        if role not in ROLES:
+            raise ValueError(f"unknown role {role}")
+        return self.store.grant_role(openid, role)
 
     def set_roles(self, resident_id: str, roles: Iterable[str]) -> Resident:
         """Replace a resident's stored roles; ``resident`` is always kept. Configured admins stay

@@ -13,6 +13,11 @@ Two tables:
   would cost a Query per shard on every statement.
 - ``ledger-balances``: one item per (physical account, asset) with the four totals and the
   stored ``available``; updates are ``ADD`` deltas under the ``available`` condition.
+- ``ledger-expiries``: credits of expiring assets, one item per (expiry day, "account#asset"),
+  ``ADD``ed by the transaction that posts the credit; the day is the partition key, so the
+  daily expiry reads exactly one partition (a Query). Closing sets ``expired_amount`` under
+  ``attribute_not_exists(expired_amount)``. A day's credits of the whole community share one
+  partition: its writes are one per credit, far below a partition's 1,000 WCU/s.
 
 A plan is committed as one ``TransactWriteItems``. PynamoDB sends the items grouped by action
 type (condition checks, deletes, puts, updates) whatever order they were added in, so the
@@ -36,13 +41,14 @@ from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
 from functions.adapters.dynamo import make_meta, table
-from functions.ledger.model import (BalanceChange, BalanceRow, CommitHooks, CommitRejected, Plan, Resolution,
-                                    Totals, TransferRecord)
+from functions.ledger.model import (BalanceChange, BalanceRow, BucketChange, CommitHooks, CommitRejected,
+                                    ExpiringCredit, Plan, Resolution, Totals, TransferRecord)
 
 T = TypeVar("T")
 
 TRANSFERS_TABLE = "ledger-transfers"
 BALANCES_TABLE = "ledger-balances"
+EXPIRIES_TABLE = "ledger-expiries"
 _CONFLICT_RETRIES = 3
 
 
@@ -134,6 +140,19 @@ class DynamoCheckReports:
             return None
 
 
+@table
+class LedgerExpiryItem(Model):
+    Meta = make_meta(EXPIRIES_TABLE)
+
+    day = UnicodeAttribute(hash_key=True)       # the day the credits expire (YYYY-MM-DD, Asia/Shanghai)
+    key = UnicodeAttribute(range_key=True)      # "<account>#<asset>"
+    account = UnicodeAttribute()
+    asset = UnicodeAttribute()
+    amount = NumberAttribute(default=0)
+    expired_amount = NumberAttribute(null=True)
+    expired_by = UnicodeAttribute(null=True)
+
+
 # --- conversions ------------------------------------------------------------------------------
 
 def _to_item(record: TransferRecord) -> LedgerTransferItem:
@@ -163,6 +182,11 @@ def _to_record(item: LedgerTransferItem) -> TransferRecord:
         reversal_of=item.reversal_of, reason=item.reason, linked=tuple(item.linked or ()),
         resolved_by=item.resolved_by, posted_amount=_int_or_none(item.posted_amount),
         reversed_by=item.reversed_by)
+
+
+def _credit(item: LedgerExpiryItem) -> ExpiringCredit:
+    return ExpiringCredit(item.day, item.account, item.asset, int(item.amount or 0),
+                          _int_or_none(item.expired_amount), item.expired_by)
 
 
 def _totals(item: LedgerBalanceItem) -> Totals:
@@ -240,6 +264,9 @@ class DynamoLedgerStore:
         for change in plan.balances:
             tagged.tag = change
             self._add_balance(tagged, change)
+        for bucket in plan.buckets:
+            tagged.tag = bucket
+            self._add_bucket(tagged, bucket)
         for write in plan.foreign:
             tagged.tag = write
             write.add_to(tagged)
@@ -298,7 +325,24 @@ class DynamoLedgerStore:
         ]
         transaction.update(LedgerBalanceItem(change.physical, change.asset), actions=actions, condition=condition)
 
+    @staticmethod
+    def _add_bucket(transaction: _TaggedTransaction, change: BucketChange) -> None:
+        item = LedgerExpiryItem(change.day, f"{change.account}#{change.asset}")
+        actions = [LedgerExpiryItem.account.set(change.account), LedgerExpiryItem.asset.set(change.asset),
+                   LedgerExpiryItem.amount.add(change.amount)]
+        condition = None
+        if change.close is not None:
+            taken, transfer_id = change.close
+            actions.append(LedgerExpiryItem.expired_amount.set(taken))
+            if transfer_id is not None:
+                actions.append(LedgerExpiryItem.expired_by.set(transfer_id))
+            condition = LedgerExpiryItem.expired_amount.does_not_exist()
+        transaction.update(item, actions=actions, condition=condition)
+
     # --- reads ---
+    def expiring(self, day: str) -> list[ExpiringCredit]:
+        return self._io(lambda: [_credit(i) for i in LedgerExpiryItem.query(day, consistent_read=True)])
+
     def get_transfer(self, transfer_id: str) -> TransferRecord | None:
         def call() -> TransferRecord | None:
             try:

@@ -7,7 +7,9 @@ elements whose conditions failed. Nothing here talks to storage.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any, Union
+from typing import Any, Mapping, Union
+
+from functions.core.errors import ValidationError
 
 # --- operations (TigerBeetle's transfer flags) -------------------------------------------
 OP_TRANSFER = "transfer"          # single-phase, posted at once
@@ -26,28 +28,125 @@ VOIDED = "voided"
 
 
 # --- assets (point kinds) ------------------------------------------------------------------
-# Every ledger amount names one of these. Amounts are integer minutes for the time assets and
-# integer points for the others; the ledger treats both as integers of their own asset and
-# never converts between assets inside a transfer.
+# Every ledger amount names one of these (API.md "Point kinds and conversion"). Amounts are
+# integer minutes for the time assets and integer points for the others; the ledger treats both
+# as integers of their own asset and never converts between assets inside a transfer (a
+# conversion is two linked transfers through issuance). Reputation is not an asset: it is a
+# score on the resident.
+UNITS = ("minute", "point")
+MAX_EXPIRY_DAYS = 3650
+MAX_RATE = 1000
+
+
 @dataclass(frozen=True)
 class PointKind:
     code: str
     name_zh: str
-    transferable: bool  # may residents move it between accounts (family, pool)?
+    unit: str = "point"
+    transferable: bool = True              # may residents move it (family, pool: POST /v1/transfers)?
+    redeemable: bool = True                # may merchants take it (vouchers)?
+    expires_after_days: int | None = None  # credits expire this many days after they were earned
+    convertible_to: tuple[tuple[str, int, int], ...] = ()  # (asset, rate_num, rate_den): num/den per unit
+
+    def rate_to(self, asset: str) -> tuple[int, int] | None:
+        for target, num, den in self.convertible_to:
+            if target == asset:
+                return num, den
+        return None
 
 
-POINT_KINDS: dict[str, PointKind] = {kind.code: kind for kind in (
-    PointKind("service", "服务时", transferable=True),          # mutual-aid time, the main asset
-    PointKind("volunteer", "志愿时", transferable=True),        # volunteer activity time
-    PointKind("skill", "技能共享积分", transferable=True),
-    PointKind("green", "绿色生活积分", transferable=True),
-    PointKind("welfare", "公益帮扶积分", transferable=True),
-    PointKind("contribution", "贡献积分", transferable=True),
-    PointKind("reputation", "声望积分", transferable=False),    # earned, never moved by residents
+DEFAULT_POINT_KINDS: dict[str, PointKind] = {kind.code: kind for kind in (
+    PointKind("service", "服务时", unit="minute"),      # mutual-aid time, the main asset
+    PointKind("volunteer", "志愿时", unit="minute"),    # volunteer activity time
+    PointKind("skill", "技能共享"),
+    PointKind("green", "绿色生活"),
+    PointKind("welfare", "公益帮扶"),
+    PointKind("contribution", "贡献"),
 )}
+POINT_KINDS = DEFAULT_POINT_KINDS  # the product's defaults; a community's come from point_kinds_from
 
 DEFAULT_ASSET = "service"
-ASSET_CODES: tuple[str, ...] = tuple(POINT_KINDS)
+ASSET_CODES: tuple[str, ...] = tuple(DEFAULT_POINT_KINDS)
+_KIND_KEYS = ("name", "unit", "transferable", "redeemable", "expires_after_days", "convert_to")
+
+
+def point_kinds_from(config: Mapping[str, Any] | None) -> dict[str, PointKind]:
+    """A community's point kinds: ``config`` is the ``[assets]`` table of its file (the
+    ``TIMEBANK_ASSETS`` setting), asset id → {name, unit, transferable, redeemable,
+    expires_after_days (absent/0: never), convert_to: {asset: {rate_num, rate_den}}}; what it
+    leaves out keeps the defaults above. ``ValidationError`` names every bad field
+    (``assets.green.convert_to.service.rate_den``), as infra/config.py reports them."""
+    problems: dict[str, str] = {}
+    kinds = dict(DEFAULT_POINT_KINDS)
+    if config is None:
+        config = {}
+    if not isinstance(config, Mapping):
+        raise ValidationError("积分种类配置无效", {"fields": {"assets": "must be a table of asset id = settings"}})
+    for code, settings in config.items():
+        name = f"assets.{code}"
+        if code not in DEFAULT_POINT_KINDS:
+            problems[name] = f"unknown asset (known: {', '.join(ASSET_CODES)})"
+            continue
+        if not isinstance(settings, Mapping):
+            problems[name] = "must be a table of settings"
+            continue
+        for key in sorted(set(settings) - set(_KIND_KEYS)):
+            problems[f"{name}.{key}"] = f"unknown setting (allowed: {', '.join(_KIND_KEYS)})"
+        base = kinds[code]
+        changes: dict[str, Any] = {}
+        if "name" in settings:
+            value = settings["name"]
+            if isinstance(value, str) and 1 <= len(value.strip()) <= 20:
+                changes["name_zh"] = value.strip()
+            else:
+                problems[f"{name}.name"] = "must be text of 1 to 20 characters"
+        if "unit" in settings:
+            if settings["unit"] in UNITS:
+                changes["unit"] = settings["unit"]
+            else:
+                problems[f"{name}.unit"] = f"must be one of {', '.join(UNITS)}"
+        for flag in ("transferable", "redeemable"):
+            if flag in settings:
+                if isinstance(settings[flag], bool):
+                    changes[flag] = settings[flag]
+                else:
+                    problems[f"{name}.{flag}"] = "must be true or false"
+        if "expires_after_days" in settings:
+            days = settings["expires_after_days"]
+            if isinstance(days, bool) or not isinstance(days, int) or not 0 <= days <= MAX_EXPIRY_DAYS:
+                problems[f"{name}.expires_after_days"] = f"must be an integer from 0 (never) to {MAX_EXPIRY_DAYS}"
+            else:
+                changes["expires_after_days"] = days or None
+        if "convert_to" in settings:
+            rates = _rates(code, settings["convert_to"], f"{name}.convert_to", problems)
+            if rates is not None:
+                changes["convertible_to"] = rates
+        kinds[code] = replace(base, **changes)
+    if problems:
+        raise ValidationError("积分种类配置无效", {"fields": problems})
+    return kinds
+
+
+def _rates(code: str, value: Any, name: str, problems: dict[str, str]) -> tuple[tuple[str, int, int], ...] | None:
+    if not isinstance(value, Mapping):
+        problems[name] = "must be a table of asset = {rate_num, rate_den}"
+        return None
+    out = []
+    for target, rate in sorted(value.items()):
+        where = f"{name}.{target}"
+        if target not in DEFAULT_POINT_KINDS or target == code:
+            problems[where] = "must name another known asset"
+            continue
+        if not isinstance(rate, Mapping) or set(rate) != {"rate_num", "rate_den"}:
+            problems[where] = "must be {rate_num = n, rate_den = d}"
+            continue
+        bad = [key for key in ("rate_num", "rate_den") if isinstance(rate[key], bool)
+               or not isinstance(rate[key], int) or not 1 <= rate[key] <= MAX_RATE]
+        for key in bad:
+            problems[f"{where}.{key}"] = f"must be an integer from 1 to {MAX_RATE}"
+        if not bad:
+            out.append((target, rate["rate_num"], rate["rate_den"]))
+    return tuple(out)
 
 
 # --- commands -----------------------------------------------------------------------------
@@ -247,22 +346,69 @@ class Resolution:
     reversal: bool = False
 
 
+@dataclass(frozen=True)
+class ExpiringCredit:
+    """Credits of ``asset`` posted to ``account`` that expire on ``day`` (YYYY-MM-DD in the
+    community's time zone): the sum of what was earned ``expires_after_days`` before. Closed
+    once the expiry schedule handled it (``expired_amount`` taken back, by ``expired_by``)."""
+    day: str
+    account: str
+    asset: str
+    amount: int
+    expired_amount: int | None = None
+    expired_by: str | None = None
+
+    @property
+    def closed(self) -> bool:
+        return self.expired_amount is not None
+
+
+@dataclass
+class BucketChange:
+    """Add ``amount`` to the credits of (account, asset) expiring on ``day``, or close that
+    bucket (``close`` = (amount taken back, expiry transfer id or None)), on the condition that
+    it was not closed before."""
+    day: str
+    account: str
+    asset: str
+    amount: int = 0
+    close: tuple[int, str | None] | None = None
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.day, self.account, self.asset)
+
+
+def bucket_holds(change: BucketChange, current: ExpiringCredit | None) -> bool:
+    """The condition of a ``BucketChange``: a bucket is closed at most once."""
+    return change.close is None or current is None or not current.closed
+
+
+def apply_bucket(current: ExpiringCredit | None, change: BucketChange) -> ExpiringCredit:
+    base = current or ExpiringCredit(change.day, change.account, change.asset, 0)
+    if change.close is not None:
+        return replace(base, amount=base.amount + change.amount, expired_amount=change.close[0],
+                       expired_by=change.close[1])
+    return replace(base, amount=base.amount + change.amount)
+
+
 @dataclass
 class Plan:
     puts: list[TransferRecord] = field(default_factory=list)
     resolutions: list[Resolution] = field(default_factory=list)
     balances: list[BalanceChange] = field(default_factory=list)
     foreign: list[Any] = field(default_factory=list)
+    buckets: list[BucketChange] = field(default_factory=list)  # credits that will expire
 
     @property
     def item_count(self) -> int:
         return len(self.puts) + len(self.resolutions) + len(
-            [b for b in self.balances if b.has_deltas or b.has_condition])
+            [b for b in self.balances if b.has_deltas or b.has_condition]) + len(self.buckets)
 
 
 class CommitRejected(Exception):
     """A store refused a plan: ``failed`` lists the plan elements whose condition failed
-    (``TransferRecord`` = id exists; ``Resolution``; ``BalanceChange``; for foreign writes the
+    (``TransferRecord`` = id exists; ``Resolution``; ``BalanceChange``; ``BucketChange``; for foreign writes the
     foreign object). ``failed`` is empty when the store could not tell which."""
 
     def __init__(self, failed: list[Any], detail: str = ""):

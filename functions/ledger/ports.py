@@ -11,7 +11,7 @@ from typing import Any, Iterable, Protocol
 
 from functions.core.caller import Caller
 from functions.ledger.accounts import Account
-from functions.ledger.model import BalanceRow, CommitHooks, Plan, Totals, TransferRecord
+from functions.ledger.model import BalanceRow, CommitHooks, ExpiringCredit, Plan, Totals, TransferRecord
 
 
 class LedgerStore(Protocol):
@@ -36,6 +36,9 @@ class LedgerStore(Protocol):
 
     def account_seen(self, account_id: str, physicals: list[str]) -> bool:
         """Whether the ledger has ever recorded anything for the account."""
+
+    def expiring(self, day: str) -> list[ExpiringCredit]:
+        """Every expiry bucket of ``day`` (closed ones too)."""
 
     def scan_transfers(self) -> Iterable[TransferRecord]: ...
 

@@ -19,17 +19,16 @@ from chalice import Blueprint, Cron
 from functions import bootstrap
 from functions.core.errors import (Conflict, Forbidden, InsufficientCredits, LimitExceeded, NotFound, NotRelative,
                                    ValidationError)
-from functions.core.validation import Bool, FieldError, Id, Schema, Str, amount_field
+from functions.core.validation import Bool, FieldError, Id, Schema, Str, amount_field, field_error
 from functions.core.web import Auth, RequestContext, page_body, route
 from functions.ledger.accounts import (POOL, RESIDENT, SYSTEM_ACCOUNTS, Account, household_account,
                                        is_account_id, parse_account, resident_account)
-from functions.ledger.model import ASSET_CODES, DEFAULT_ASSET, POINT_KINDS
+from functions.ledger.model import ASSET_CODES, DEFAULT_ASSET
 from functions.ledger.service import MAX_MEMO
 from functions.ledger.views import balances_view, transfer_view
 
 ledger_bp = Blueprint(__name__)
 
-TRANSFERABLE_ASSETS = tuple(code for code in ASSET_CODES if POINT_KINDS[code].transferable)
 _TARGET_KEYS = ("household_id", "resident_id", "pool")
 
 
@@ -44,7 +43,8 @@ def _one_target(to: dict[str, Any]) -> None:
 TRANSFER = Schema({
     "to": Schema({"household_id": Id(max_len=100, required=False), "resident_id": Id(max_len=100, required=False),
                   "pool": Bool(required=False)}, label="收款方", check=_one_target),
-    "asset": Str(choices=TRANSFERABLE_ASSETS, required=False, label="积分种类"),
+    # Which assets residents may transfer is the community's configuration (the ledger's point kinds).
+    "asset": Str(choices=ASSET_CODES, required=False, label="积分种类"),
     "amount": amount_field(),
     "memo": Str(max_len=MAX_MEMO, min_len=0, required=False, label="备注"),
     "from": Str(choices=("household", "resident"), required=False, label="付款账户"),
@@ -104,6 +104,9 @@ def create_transfer(ctx: RequestContext) -> dict[str, Any]:
     from functions.core.ids import derived_id
 
     caller, body = ctx.caller, ctx.data
+    asset = body.get("asset", DEFAULT_ASSET)
+    if not bootstrap.ledger().point_kind(asset).transferable:
+        raise field_error("asset", "该积分种类不可转让")
     debit = resident_account(caller.resident_id) if body.get("from") == "resident" \
         else household_account(caller.household_id)
     to = body["to"]
@@ -114,7 +117,7 @@ def create_transfer(ctx: RequestContext) -> dict[str, Any]:
         credit = bootstrap.account_owners().recipient(caller, kind, to[kind])
     record = bootstrap.ledger().transfer(
         transfer_id=derived_id("tr", caller.resident_id, ctx.key), debit=debit, credit=credit,
-        asset=body.get("asset", DEFAULT_ASSET), amount=body["amount"],
+        asset=asset, amount=body["amount"],
         kind="donation" if credit == POOL else "transfer", memo=body.get("memo", ""), actor=caller.resident_id)
     return transfer_view(record)
 

@@ -44,6 +44,16 @@ condition in the same transaction (``available <= cap - inflow``), refused with
 restoring an earlier state) are not capped. Redirecting the excess to the pool is the caller's
 policy: on ``LimitExceeded`` it may transfer the headroom and donate the rest.
 
+Expiry (``PointKind.expires_after_days``, per community): every posted credit of an expiring
+asset to a resident or household account — a transfer, the post of a hold, a reversal — adds
+its amount, in the same transaction, to a bucket keyed by (the day it expires, account, asset):
+the day is the community's date of the credit plus N days. The daily schedule reads the bucket
+partition of one day (a Query, never a Scan) and ``expire`` moves ``min(bucket, available)``
+back to issuance with a transfer whose id is derived from (account, asset, day), closing the
+bucket in the same transaction: credits already spent (or held) are not taken back, and
+spending is not attributed to buckets (a balance earned in two periods loses up to the older
+bucket's amount while it lasts). A bucket closes once, so a rerun takes nothing more.
+
 Refused commands are not stored: retrying one after the cause is fixed (credits arrived)
 applies it. Pool payouts read the pool's shards to pick one that holds enough; the condition
 still decides, and an amount no single shard holds is refused (``details.reason``).
@@ -53,25 +63,28 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import timezone
-from typing import Any, Iterable, NamedTuple, Sequence
+from datetime import timedelta, timezone
+from typing import Any, Iterable, Mapping, NamedTuple, Sequence
 
 from functions.core import clock
 from functions.core.errors import (Conflict, IdempotencyMismatch, InsufficientCredits, InvalidState,
                                    LimitExceeded, NotFound, TimebankError, ValidationError)
-from functions.core.ids import content_hash
+from functions.core.ids import content_hash, derived_id
 from functions.core.validation import MAX_AMOUNT_MINUTES, Field, FieldError, Id, Str, amount_field
-from functions.ledger.accounts import (ESCROW, HOUSEHOLD, ISSUANCE, Account, logical_id, parse_account,
+from functions.ledger.accounts import (ESCROW, HOUSEHOLD, ISSUANCE, RESIDENT, Account, logical_id, parse_account,
                                        physical_id, physical_ids, shard_for)
-from functions.ledger.model import (OP_PENDING, OP_POST, OP_REVERSAL, OP_TRANSFER, OP_VOID, PENDING, POSTED,
-                                    POSTED_OPS, VOIDED, BalanceChange, Command, CommitRejected, Hold, Plan,
-                                    PostPending, Resolution, Reverse, Totals, Transfer, TransferRecord,
-                                    VoidPending)
+from functions.ledger.model import (OP_PENDING, OP_POST, OP_REVERSAL, OP_VOID, PENDING, POSTED,
+                                    POSTED_OPS, VOIDED, BalanceChange, BucketChange, Command, CommitRejected,
+                                    ExpiringCredit, Hold, Plan, PointKind, PostPending, Resolution, Reverse, Totals,
+                                    Transfer, TransferRecord, VoidPending)
 from functions.ledger.reconciliation import check_store
 from functions.ledger.ports import LedgerStore
-from functions.ledger.model import ASSET_CODES, DEFAULT_ASSET, POINT_KINDS
+from functions.ledger.model import ASSET_CODES, DEFAULT_ASSET, DEFAULT_POINT_KINDS
 
 MAX_BATCH = 20  # ≤ 4 items per command (transfer, marker, 2 balances): 80 + foreign writes ≤ DynamoDB's 100
+MAX_TRANSACTION_ITEMS = 100  # DynamoDB's limit (moto does not enforce it): expiry buckets can add one per credit
+EXPIRING_KINDS = frozenset({RESIDENT, HOUSEHOLD})  # whose credits expire: people's, not merchants' or system's
+_EXPIRE_ATTEMPTS = 3
 MAX_MEMO = 200
 MAX_TEXT = 200
 _KIND = re.compile(r"[a-z][a-z0-9_]{0,39}")
@@ -135,12 +148,22 @@ class _Leg:
 class Ledger:
     """The ledger API other domains call (handed to them by ``functions.bootstrap.ledger()``)."""
 
-    def __init__(self, store: LedgerStore, shards: int = 8, household_cap: int = 0):
+    def __init__(self, store: LedgerStore, shards: int = 8, household_cap: int = 0,
+                 point_kinds: Mapping[str, PointKind] | None = None):
         if shards < 1:
             raise ValueError("ledger_shards must be at least 1")
         self.store = store
         self.shards = shards
         self.household_cap = household_cap
+        # The community's point kinds (functions.ledger.model.point_kinds_from of its
+        # TIMEBANK_ASSETS setting); every asset id of the product is in it.
+        self.point_kinds: dict[str, PointKind] = {**DEFAULT_POINT_KINDS, **(point_kinds or {})}
+
+    def point_kind(self, asset: str) -> PointKind:
+        try:
+            return self.point_kinds[asset]
+        except KeyError:
+            raise _invalid("asset", f"must be one of {', '.join(ASSET_CODES)}") from None
 
     # --- the single operations --------------------------------------------------------------
     def transfer(self, transfer_id: str, debit: str, credit: str, asset: str = DEFAULT_ASSET,
@@ -241,12 +264,56 @@ class Ledger:
     def check(self) -> dict[str, Any]:
         return check_store(self.store, household_cap=self.household_cap)
 
+    # --- expiry ----------------------------------------------------------------------------------
+    def expiring(self, day: str) -> list[ExpiringCredit]:
+        """The buckets of credits that expire on ``day`` (one Query of that day's partition)."""
+        return self.store.expiring(day)
+
+    @staticmethod
+    def expiry_transfer_id(credit: ExpiringCredit) -> str:
+        return derived_id("tr", "expiry", credit.account, credit.asset, credit.day)
+
+    def expire(self, credit: ExpiringCredit, actor: str = "system") -> ExpiringCredit:
+        """Move ``min(credit.amount, available)`` of the bucket's account back to issuance and
+        close the bucket, in one transaction; a closed bucket is returned as it is. Safe to run
+        again at any point (the bucket closes once; the transfer id is the bucket's)."""
+        if credit.closed:
+            return credit
+        transfer_id = self.expiry_transfer_id(credit)
+        for _ in range(_EXPIRE_ATTEMPTS):
+            totals = self.store.get_balances([(credit.account, credit.asset)]).get(
+                (credit.account, credit.asset), Totals())
+            take = max(0, min(credit.amount, totals.available))
+            close = BucketChange(credit.day, credit.account, credit.asset,
+                                 close=(take, transfer_id if take else None))
+            try:
+                if take == 0:
+                    self.store.commit(Plan(buckets=[close]))
+                else:
+                    self._execute([Transfer(transfer_id, credit.account, ISSUANCE, credit.asset, take,
+                                            kind="expiry", memo=f"{credit.day} 到期", actor=actor)], [], {},
+                                  closes=[close])
+                return ExpiringCredit(credit.day, credit.account, credit.asset, credit.amount, take,
+                                      close.close[1])  # type: ignore[index]
+            except InsufficientCredits:
+                continue  # spent between the read and the commit: read again
+            except (CommitRejected, InvalidState, IdempotencyMismatch):
+                break     # closed meanwhile (another run, or a crash after its commit)
+        current = {c.account + "#" + c.asset: c for c in self.store.expiring(credit.day)}
+        found = current.get(credit.account + "#" + credit.asset)
+        if found is None or not found.closed:
+            raise Conflict("积分到期处理冲突，请重试", {"account": credit.account, "asset": credit.asset})
+        return found
+
     # --- execution ------------------------------------------------------------------------------
-    def _execute(self, commands: list[Command], also: list[Any], preloaded: dict[str, TransferRecord]
-                 ) -> list[TransferRecord]:
+    def _execute(self, commands: list[Command], also: list[Any], preloaded: dict[str, TransferRecord],
+                 closes: Sequence[BucketChange] = ()) -> list[TransferRecord]:
         self._validate(commands, also)
         try:
             plan, records = self._plan(commands, also, preloaded)
+            plan.buckets.extend(closes)
+            if plan.item_count + len(also) > MAX_TRANSACTION_ITEMS:
+                raise _invalid("commands", f"at most {MAX_TRANSACTION_ITEMS} writes in one transaction")
         except (InvalidState, InsufficientCredits, LimitExceeded, NotFound):
             # Refused on what the planner read; a replay of a committed batch lands here too
             # (its hold is no longer pending, its original already reversed).
@@ -311,10 +378,6 @@ class Ledger:
         _check_text(command.memo, "memo", MAX_MEMO)
         _check_text(command.actor, "actor")
         _check_text(command.request_id, "request_id")
-        if not POINT_KINDS[command.asset].transferable:
-            # Earned, never moved: only issued (and corrected by reversal).
-            if command.op != OP_TRANSFER or debit.id != ISSUANCE:
-                raise _invalid("asset", "is not transferable")
         if command.debit_shard is not None:
             if not debit.sharded or isinstance(command.debit_shard, bool) or \
                     not isinstance(command.debit_shard, int) or not 0 <= command.debit_shard < self.shards:
@@ -428,7 +491,20 @@ class Ledger:
             records.append(record)
 
         plan.balances = self._merge(legs)
+        plan.buckets = self._buckets(legs, now)
         return plan, records
+
+    def _buckets(self, legs: list[_Leg], now: Any) -> list[BucketChange]:
+        """Posted credits of expiring assets to people's accounts: one bucket update per
+        (expiry day, account, asset) of the transaction."""
+        today = now.astimezone(clock.CHINA_TZ).date()
+        added: dict[tuple[str, str, str], int] = defaultdict(int)
+        for leg in legs:
+            days = self.point_kinds[leg.asset].expires_after_days
+            if days and leg.credits_posted > 0 and leg.account.kind in EXPIRING_KINDS:
+                day = (today + timedelta(days=days)).isoformat()
+                added[(day, leg.account.id, leg.asset)] += leg.credits_posted
+        return [BucketChange(day, account, asset, amount) for (day, account, asset), amount in added.items()]
 
     def _debit_shard(self, account: Account, asset: str, amount: int, transfer_id: str,
                      pinned: int | None, preferred: int | None = None) -> int | None:
@@ -505,7 +581,7 @@ class Ledger:
             # A caller's own write refused (its state moved on): whatever the transfers say, the
             # batch is not the one that committed, and a replay answer would claim its writes
             # were applied. The caller decides again on what is stored.
-            if not isinstance(element, (TransferRecord, Resolution, BalanceChange)):
+            if not isinstance(element, (TransferRecord, Resolution, BalanceChange, BucketChange)):
                 raise InvalidState(details={"reason": "a linked write's condition failed"})
         if not failed or any(isinstance(f, TransferRecord) for f in failed):
             replay = self._replay(commands)
@@ -516,6 +592,9 @@ class Ledger:
                 if element.reversal:
                     raise InvalidState("该转账已冲正", {"original_id": element.transfer_id})
                 raise InvalidState("该冻结已结算或已释放", {"pending_id": element.transfer_id})
+        for element in failed:
+            if isinstance(element, BucketChange):
+                raise InvalidState("该到期积分已处理", {"account": element.account, "day": element.day})
         for element in failed:
             if isinstance(element, BalanceChange):
                 raise self._balance_refusal(element)

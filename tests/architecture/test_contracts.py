@@ -28,6 +28,7 @@ BAD_IMPORTS = {
     "volunteers-uses-no-foreign-adapter": ("functions/volunteers/views.py", "import functions.requests.dynamo"),
     "safety-uses-no-foreign-adapter": ("functions/safety/views.py", "import functions.requests.service"),
     "notifications-uses-no-foreign-adapter": ("functions/notifications/views.py", "import functions.safety.dynamo"),
+    "rewards-uses-no-foreign-adapter": ("functions/rewards/views.py", "import functions.ledger.service"),
 }
 
 

@@ -16,6 +16,7 @@ EXTRAS = {
     "volunteers": {"matching.py"},
     "safety": {"s3.py"},
     "notifications": {"reminders.py", "wechat.py"},
+    "rewards": {"zyh.py"},
 }
 NOT_DOMAINS = {"core", "adapters", "system", "__pycache__"}
 

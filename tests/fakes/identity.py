@@ -157,8 +157,24 @@ class InMemoryIdentityStore:
     def delete_declaration(self, household_id: str, relative_household_id: str) -> bool:
         return self.declarations.pop((household_id, relative_household_id), None) is not None
 
+    def grant_role(self, openid: str, role: str) -> "InMemoryRoleGrant":
+        return InMemoryRoleGrant(self, openid, role)
+
     def bump_token_version(self, openid: str) -> int:
         login = self.logins.get(openid) or Login(openid=openid)
         self.logins[openid] = replace(login, token_version=login.token_version + 1)
         return login.token_version + 1
 
+
+class InMemoryRoleGrant:
+    """``grant_role``'s write, for in-memory transactions (``holds_in_memory``/``apply_in_memory``)."""
+
+    def __init__(self, store: InMemoryIdentityStore, openid: str, role: str):
+        self.store, self.openid, self.role = store, openid, role
+
+    def holds_in_memory(self) -> bool:
+        return True
+
+    def apply_in_memory(self) -> None:
+        login = self.store.logins.get(self.openid) or Login(openid=self.openid)
+        self.store.logins[self.openid] = replace(login, roles=login.roles | {self.role})

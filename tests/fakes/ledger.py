@@ -5,8 +5,9 @@ from __future__ import annotations
 import threading
 from typing import Any, Iterable, Protocol
 
-from functions.ledger.model import (BalanceRow, CommitHooks, CommitRejected, Plan, Totals, TransferRecord,
-                                    apply_change, balance_holds, resolution_holds)
+from functions.ledger.model import (BalanceRow, CommitHooks, CommitRejected, ExpiringCredit, Plan, Totals,
+                                    TransferRecord, apply_bucket, apply_change, balance_holds, bucket_holds,
+                                    resolution_holds)
 
 
 class InMemoryForeignWrite(Protocol):
@@ -25,6 +26,7 @@ class InMemoryLedgerStore:
         self._lock = threading.RLock()
         self.transfers: dict[str, TransferRecord] = {}
         self.balances: dict[tuple[str, str], Totals] = {}
+        self.buckets: dict[tuple[str, str, str], ExpiringCredit] = {}
         self.commits = 0
 
     # --- writes ---
@@ -41,6 +43,9 @@ class InMemoryLedgerStore:
             for change in plan.balances:
                 if not balance_holds(change, self.balances.get((change.physical, change.asset))):
                     failed.append(change)
+            for bucket in plan.buckets:
+                if not bucket_holds(bucket, self.buckets.get(bucket.key)):
+                    failed.append(bucket)
             for write in plan.foreign:
                 if not hasattr(write, "holds_in_memory"):
                     raise TypeError("the in-memory ledger store only takes InMemoryForeignWrite objects")
@@ -62,6 +67,8 @@ class InMemoryLedgerStore:
                 if change.has_deltas:
                     key = (change.physical, change.asset)
                     self.balances[key] = apply_change(self.balances.get(key), change)
+            for bucket in plan.buckets:
+                self.buckets[bucket.key] = apply_bucket(self.buckets.get(bucket.key), bucket)
             for write in plan.foreign:
                 write.apply_in_memory()
             self.commits += 1
@@ -94,6 +101,10 @@ class InMemoryLedgerStore:
     def account_seen(self, account_id: str, physicals: list[str]) -> bool:
         with self._lock:
             return any(account in physicals for account, _ in self.balances)
+
+    def expiring(self, day: str) -> list[ExpiringCredit]:
+        with self._lock:
+            return [credit for (bucket_day, _, _), credit in sorted(self.buckets.items()) if bucket_day == day]
 
     def scan_transfers(self) -> Iterable[TransferRecord]:
         with self._lock:

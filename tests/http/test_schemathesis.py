@@ -44,6 +44,7 @@ import functions.app  # noqa: F401  (declares every route the document describes
 from functions.system.routes import openapi_document
 from tests.helpers import ADMIN_OPENID, as_json, json_headers, login, register, verified_resident
 from tests.queues import drain
+from tests.rewards_helpers import DEMO_ASSETS, ITEM
 
 NOW = datetime(2026, 12, 1, 8, 0, tzinfo=CHINA_TZ)
 RESIDENT_EXAMPLES = 25   # per operation, as the verified resident
@@ -167,6 +168,7 @@ def seed(client, app) -> tuple[Actor, Actor, Actor, dict[str, list[str]]]:
                      body=as_json({"name": "摄影", "description": "活动拍照"})), 201)
     _ok(post("/v1/transfers", headers=json_headers(mine, "seed-donation"),
              body=as_json({"to": {"pool": True}, "amount": 10, "memo": "捐赠"})), 201)
+    rewards = seed_rewards(client, app, mine, resident, admin)
     path_values = {
         "request_id": [open_id, own_id, accepted_id, in_service_id, completed_id, disputed_id, settled_id],
         "skill_id": [skill["id"]],
@@ -175,8 +177,35 @@ def seed(client, app) -> tuple[Actor, Actor, Actor, dict[str, list[str]]]:
         "household_id": [neighbour["household_id"], resident["household_id"]],
         "account_id": [resident["id"], resident["household_id"], neighbour["household_id"], "pool"],
         "category_id": ["tutoring", "pickup", "volunteer"],
+        **rewards,
     }
     return Actor("sch-alice", mine), Actor("sch-bob", theirs), admin, path_values
+
+
+def seed_rewards(client, app, mine, resident, admin) -> dict[str, list[str]]:
+    """The fuzzing resident also owns a shop (so the merchant routes are its own), holds points
+    to convert, redeem and exchange, a voucher and an exchange; the neighbour's are not its."""
+    from functions import bootstrap
+    from functions.ledger.accounts import ISSUANCE, household_account
+
+    post = client.http.post
+    household = household_account(resident["household_id"])
+    for asset in ("volunteer", "green", "service", "skill", "welfare"):
+        bootstrap.ledger().transfer(f"seed-{asset}", ISSUANCE, household, asset, 5000, kind="grant")
+    shop = _ok(post("/v1/admin/merchants", headers=admin.headers,
+                    body=as_json({"name": "便民超市", "kind": "supermarket", "owner_openid": "sch-alice"})), 201)
+    for asset in ("service", "volunteer", "skill", "green", "welfare", "contribution"):   # what it could sell back
+        bootstrap.ledger().transfer(f"seed-shop-{asset}", ISSUANCE, shop["account_id"], asset, 10**6, kind="grant")
+    items = [_ok(post("/v1/merchant/items", headers=json_headers(mine, f"seed-item-{n}"),
+                      body=as_json({**ITEM, "stock": 1000, "per_person_limit": 100, "title": f"礼品{n}"})), 201)
+             for n in range(2)]
+    voucher = _ok(post(f"/v1/rewards/items/{items[0]['id']}/redeem", headers=json_headers(mine, "seed-voucher"),
+                       body=as_json({})), 201)
+    exchange = _ok(post("/v1/exchanges/zyh", headers=json_headers(mine, "seed-exchange"),
+                        body=as_json({"asset": "volunteer", "amount": 30, "zyh_user_id": "zyh-seed"})), 202)
+    drain(app, "zyh-exchanges")
+    return {"merchant_id": [shop["id"]], "item_id": [item["id"] for item in items], "voucher_id": [voucher["id"]],
+            "exchange_id": [exchange["id"]]}
 
 
 def freeze_hypothesis_constants(patch: pytest.MonkeyPatch) -> None:
@@ -207,6 +236,9 @@ def world():
             provision_evidence_bucket(boto3.client("s3"), os.environ["AWS_REGION"])
             from functions import bootstrap
 
+            # The demo community's point kinds, so conversions have rates to succeed with.
+            patch.setenv("TIMEBANK_ASSETS", json.dumps(DEMO_ASSETS))
+            bootstrap.reset()
             bootstrap.catalog().forget()
             with Client(app) as client:
                 resident, neighbour, admin, path_values = seed(client, app)
@@ -395,6 +427,51 @@ def test_success_responses_the_fuzzer_rarely_reaches_conform(world):
     assert resolved["status"] == "settled" and resolved["credits_paid"] > 0
     assert lifecycle(needs[1], *served, ("confirm", neighbour, {"rating": 4}))["status"] == "settled"
     assert lifecycle(needs[2], ("cancel", neighbour, {"reason": "不需要了"}))["status"] == "cancelled"
+
+    # Rewards: a code only a redemption gives, and the partner's signed answer.
+    item_id = world.path_values["item_id"][1]
+    # What the fuzzing did to the item and the balances before does not matter: reset them.
+    call("PUT", "/v1/merchant/items/{item_id}", resident, 200, path_parameters={"item_id": item_id},
+         body={"price": 10, "stock": 100, "per_person_limit": 100, "asset": "service"})
+    from functions import bootstrap
+    from functions.ledger.accounts import ISSUANCE, household_account
+
+    for asset in ("service", "volunteer"):
+        bootstrap.ledger().transfer(f"scripted-{asset}", ISSUANCE, household_account(resident_household(world)),
+                                    asset, 1000, kind="grant")
+    voucher = call("POST", "/v1/rewards/items/{item_id}/redeem", resident, 201, path_parameters={"item_id": item_id},
+                   headers={"Idempotency-Key": "scripted-voucher"}, body={})
+    assert call("POST", "/v1/merchant/vouchers/redeem", resident, 200, body={"code": voucher["code"]})["status"] == \
+        "redeemed"
+    pending = call("POST", "/v1/exchanges/zyh", resident, 202, headers={"Idempotency-Key": "scripted-exchange"},
+                   body={"asset": "volunteer", "amount": 10, "zyh_user_id": "timeout-scripted"})
+    answer = signed_call(world, "/v1/partners/zyh/answers",
+                         {"exchange_id": pending["id"], "status": "accepted", "ref": "zyh-scripted"})
+    assert answer.status_code == 200 and answer.json["effect"] == "applied"
+
+
+def resident_household(world: World) -> str:
+    return world.client.http.get("/v1/residents/me", headers=world.resident.headers).json_body["household_id"]
+
+
+def signed_call(world: World, path: str, body: dict):
+    """A notification signed by the partner (the key of the test stage), checked like the rest."""
+    import time
+
+    from werkzeug import Client as WSGIClient
+
+    from functions.core.settings import get_settings
+    from functions.rewards.zyh import signed_headers
+
+    raw = json.dumps(body).encode()
+    headers = {"Content-Type": "application/json",
+               **signed_headers(get_settings().zyh_key, "POST", path, raw, time.time())}
+    operation = world.schema[path]["POST"]
+    response = WSGIClient(ChaliceWSGI(world.client)).open(path, method="POST", headers=headers, data=raw)
+    world.record(f"{operation.label} as partner (explicit)", response.status_code)
+    case = operation.Case(body=body, media_type="application/json")
+    case.validate_response(response, checks=CHECKS, headers=headers)
+    return response
 
 
 def test_every_served_operation_was_fuzzed_and_reached_its_success_response(world):

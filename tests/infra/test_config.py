@@ -119,6 +119,19 @@ BAD_VALUES = [
     ("wechat.templates", "abc", "wechat.templates", "table of template name"),
     ("wechat.templates", {"promo": "PROMO-template-0001"}, "wechat.templates", "unknown template"),
     ("wechat.templates", {"match": "short"}, "wechat.templates", "not a WeChat template id"),
+    ("assets", {"reputation": {"name": "声望"}}, "assets.reputation", "unknown asset"),
+    ("assets", {"green": {"unit": "kg"}}, "assets.green.unit", "minute, point"),
+    ("assets", {"green": {"expires_after_days": -1}}, "assets.green.expires_after_days", "0 (never)"),
+    ("assets", {"green": {"convert_to": {"service": {"rate_num": 1, "rate_den": 0}}}},
+     "assets.green.convert_to.service.rate_den", "1 to 1000"),
+    ("assets", {"green": {"convert_to": {"green": {"rate_num": 1, "rate_den": 1}}}},
+     "assets.green.convert_to.green", "another known asset"),
+    ("assets", {"green": {"transferable": "no"}}, "assets.green.transferable", "true or false"),
+    ("min_redeem_age", -1, "min_redeem_age", "0 to 120"),
+    ("zyh.api_base", "http://zyh.example", "zyh.api_base", "https://"),
+    ("zyh.timeout_minutes", 0, "zyh.timeout_minutes", "1 to 1440"),
+    ("zyh.coins_per_minute", 1.5, "zyh.coins_per_minute", "integer"),
+    ("zyh.secret", "x", "zyh.secret", "unknown setting"),
 ]
 
 
@@ -128,6 +141,24 @@ def test_wechat_templates_reach_the_functions_environment():
     environment = load_community("fuyuan").environment()
     assert json.loads(environment["TIMEBANK_WECHAT_TEMPLATES"]) == {
         "match": "FUYUAN-match-template-0001", "reminder": "FUYUAN-reminder-template-0001"}
+
+
+def test_point_kinds_minimum_age_and_zyh_reach_the_functions_environment():
+    from infra.config import load_community
+
+    demo = load_community("demo")
+    environment = demo.environment()
+    assets = json.loads(environment["TIMEBANK_ASSETS"])
+    assert assets["volunteer"]["convert_to"] == {"service": {"rate_num": 1, "rate_den": 1}}
+    assert assets["green"]["convert_to"] == {"service": {"rate_num": 1, "rate_den": 10}}
+    assert (environment["TIMEBANK_MIN_REDEEM_AGE"], environment["TIMEBANK_ZYH_TIMEOUT_MINUTES"],
+            environment["TIMEBANK_ZYH_COINS_PER_MINUTE"], environment["TIMEBANK_ZYH_API_BASE"]) == ("0", "15", "1", "")
+    assert "TIMEBANK_ZYH_KEY_PARAMETER" not in environment   # no partner, no key to create
+    partnered = parse_community({**VALID, "min_redeem_age": 14, "zyh": {"api_base": "https://open.zyh.example/v2/"}})
+    environment = partnered.environment()
+    assert environment["TIMEBANK_ZYH_API_BASE"] == "https://open.zyh.example/v2"
+    assert environment["TIMEBANK_ZYH_KEY_PARAMETER"] == "/timebank/lakeside/zyh-key"
+    assert environment["TIMEBANK_MIN_REDEEM_AGE"] == "14" and json.loads(environment["TIMEBANK_ASSETS"]) == {}
 
 
 @pytest.mark.parametrize("path,value,field,fragment", BAD_VALUES,

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import threading
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -134,3 +135,51 @@ def test_a_busy_port_exits_with_a_clear_message():
     assert result.returncode == 2
     assert f"port {port}" in result.stderr and "TIMEBANK_MOTO_PORT" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def post_json(demo, path: str, body: Any, token: str, key: str | None = None) -> tuple[int, Any]:
+    request = urllib.request.Request(demo.api_url + path, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}",
+                                              **({"Idempotency-Key": key} if key else {})})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_the_demo_point_kinds_merchant_and_catalogue_are_served(demo):
+    """Issues 10 and 11 in `make run`: the demo file's point kinds and conversions, the demo
+    merchant (owner merchant-demo) with two catalogue items, and a demo resident with points to
+    convert, redeem with and exchange."""
+    import time
+
+    assert "seed: demo merchant: 示范便民超市" in demo.output and "seed: demo points" in demo.output
+    resident = demo.post("/v1/auth/wechat", {"code": "dev-demo-resident-a"})["token"]
+    _, assets = demo.get("/v1/assets", token=resident)
+    kinds = {kind["id"]: kind for kind in assets["items"]}
+    assert kinds["volunteer"]["convertible_to"] == {"service": {"rate_num": 1, "rate_den": 1}}
+    assert kinds["green"]["convertible_to"] == {"service": {"rate_num": 1, "rate_den": 10}}
+    status, converted = post_json(demo, "/v1/conversions", {"from_asset": "green", "to_asset": "service",
+                                                             "amount": 105, "from": "resident"}, resident, "walk-cv")
+    assert (status, converted["debited"], converted["credited"]) == (201, 100, 10)
+    merchant = demo.post("/v1/auth/wechat", {"code": "dev-merchant-demo"})
+    assert "merchant" in merchant["roles"]
+    _, catalogue = demo.get("/v1/rewards/items", token=resident)
+    titles = {item["title"]: item for item in catalogue["items"]}
+    assert set(titles) == {"环保购物袋", "洗衣液一瓶"}
+    status, voucher = post_json(demo, f"/v1/rewards/items/{titles['环保购物袋']['id']}/redeem", {}, resident, "walk-v")
+    assert status == 201 and voucher["status"] == "issued"
+    status, redeemed = post_json(demo, "/v1/merchant/vouchers/redeem", {"code": voucher["code"]}, merchant["token"])
+    assert (status, redeemed["status"]) == (200, "redeemed")
+    status, exchange = post_json(demo, "/v1/exchanges/zyh", {"asset": "volunteer", "amount": 30,
+                                                              "zyh_user_id": "zyh-demo", "from": "resident"},
+                                 resident, "walk-zx")
+    assert status == 202
+    deadline = time.monotonic() + 20
+    while demo.get(f"/v1/exchanges/{exchange['id']}", token=resident)[1]["status"] == "pending":
+        assert time.monotonic() < deadline, "the consumer never answered"
+        time.sleep(0.2)
+    assert demo.get(f"/v1/exchanges/{exchange['id']}", token=resident)[1]["status"] == "confirmed"
+    admin = demo.post("/v1/auth/wechat", {"code": "dev-admin-demo"})["token"]
+    assert demo.get("/v1/admin/ledger/check", token=admin)[1]["ok"] is True

@@ -1,12 +1,17 @@
 """A stateful property test: hypothesis drives the ledger through random sequences of
 transfers, holds, full and partial posts, voids, settlements, reversals, linked batches,
-bad input, duplicate submissions (same content → the original; other content → mismatch) and
-crashes injected just before and just after the commit — and after EVERY step checks
+conversions between point kinds (rewards' two linked legs), the days passing and the daily
+expiry of an expiring asset (min(bucket, available) back to issuance, once), voucher and 志愿汇
+exchange legs (holds to a merchant or the clearing account, posted by 核销 / a confirmation or
+voided by a cancel / refusal / timeout, delivered twice), bad input, duplicate submissions
+(same content → the original; other content → mismatch) and crashes injected just before and
+just after the commit — and after EVERY step checks
 
 - the reconciliation report of everything stored (Σ debits = Σ credits per asset, every balance
   item = the fold of its transfers, limits, single resolution, linked legs) is ok, and
 - a simple reference model agrees: every balance item's four totals, every logical account's
-  balances through the public API, and every transfer's current status.
+  balances through the public API, every transfer's current status, and every expiry bucket
+  (what each (day, account, asset) will lose, and what it lost).
 
 The model knows nothing of plans, conditions or stores: it applies the TigerBeetle rules to
 dicts, and predicts each outcome (success or which refusal) before the ledger is called.
@@ -19,6 +24,7 @@ from __future__ import annotations
 import random
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any, Callable
 
 import boto3
@@ -30,24 +36,36 @@ from moto import mock_aws
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.dynamodb.models import dynamodb_backends
 
+from functions.core import clock
 from functions.core.errors import (IdempotencyMismatch, InsufficientCredits, InvalidState, NotFound,
                                    TimebankError, ValidationError)
 from functions.adapters.dynamo import create_tables
 from functions.bootstrap import table_definitions
 from functions.core.settings import region
 from functions.core.validation import MAX_AMOUNT_MINUTES
-from functions.ledger.accounts import (ESCROW, ISSUANCE, POOL, household_account, parse_account, physical_id,
+from functions.ledger.accounts import (ESCROW, HOUSEHOLD, ISSUANCE, POOL, RESIDENT, clearing_account,
+                                       household_account, merchant_account, parse_account, physical_id,
                                        resident_account, shard_for)
 from functions.ledger import dynamo
-from functions.ledger.dynamo import DynamoLedgerStore, LedgerBalanceItem, LedgerTransferItem
+from functions.ledger.dynamo import DynamoLedgerStore, LedgerBalanceItem, LedgerExpiryItem, LedgerTransferItem
 from functions.ledger.service import Ledger
-from functions.ledger.model import BalanceRow, CommitHooks, SimulatedCrash, Totals, Transfer, TransferRecord
+from functions.ledger.model import (BalanceRow, CommitHooks, ExpiringCredit, SimulatedCrash, Totals, Transfer,
+                                    TransferRecord, point_kinds_from)
 from functions.ledger.reconciliation import reconcile
+from functions.rewards.model import NotConvertible, conversion_amounts, plan_conversion
 from tests.fakes.ledger import InMemoryLedgerStore
 from tests.property.ledger_support import CrashOnce
 
 SHARDS = 4
-ASSETS = ("service", "volunteer")
+EXPIRY_DAYS = 2
+KINDS = point_kinds_from({
+    "green": {"expires_after_days": EXPIRY_DAYS, "convert_to": {"service": {"rate_num": 1, "rate_den": 10}}},
+    "volunteer": {"convert_to": {"service": {"rate_num": 1, "rate_den": 1}}},
+})
+ASSETS = ("service", "volunteer", "green")
+PAIRS = (("green", "service"), ("volunteer", "service"), ("service", "green"))  # the last is not allowed
+MERCHANT, CLEARING = merchant_account("m_1"), clearing_account("zyh")
+DAY0 = datetime(2026, 12, 1, 9, 0, tzinfo=clock.CHINA_TZ)
 HH_A, HH_B = household_account("hh_a"), household_account("hh_b")
 RES_A, RES_B = resident_account("res_a"), resident_account("res_b")
 PEOPLE = (HH_A, HH_B, RES_A, RES_B)
@@ -57,7 +75,8 @@ CREDITS = (HH_B, RES_A, POOL, HH_A, RES_B, ISSUANCE)
 BAD_INPUT = {"amount0": {"amount": 0}, "negative": {"amount": -3}, "huge": {"amount": MAX_AMOUNT_MINUTES + 1},
              "asset": {"asset": "gold"}, "reputation": {"asset": "reputation", "debit": HH_A, "credit": HH_B}, "memo": {"memo": "x" * 201},
              "debit": {"debit": "somebody"}}
-ALL_ACCOUNTS = (ISSUANCE, POOL, ESCROW) + PEOPLE
+ALL_ACCOUNTS = (ISSUANCE, POOL, ESCROW, MERCHANT, CLEARING) + PEOPLE
+CRASHES = [None, None, None, "before", "after"]
 
 STEPS: dict[str, int] = defaultdict(int)
 
@@ -81,6 +100,9 @@ class Model:
     reversible: dict[str, TransferRecord] = field(default_factory=dict)  # posted movements
     reversed: set[str] = field(default_factory=set)
     voids: list[str] = field(default_factory=list)
+    side_holds: dict[str, TransferRecord] = field(default_factory=dict)  # vouchers' and exchanges' holds
+    side_resolved: dict[str, str] = field(default_factory=dict)          # hold -> the post/void that resolved it
+    buckets: dict[tuple[str, str, str], list] = field(default_factory=dict)  # (day, account, asset) -> [amount, taken]
 
     def available(self, physical: str, asset: str) -> int:
         dp, cp, dpend, _ = self.items[(physical, asset)]
@@ -115,6 +137,8 @@ class LedgerMachine(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
+        self.now = DAY0
+        clock.set_clock(lambda: self.now)
         self.ledger = self.make_ledger()
         self.model = Model()
         self.done: list[Done] = []
@@ -122,7 +146,10 @@ class LedgerMachine(RuleBasedStateMachine):
         self.checks = 0
 
     def make_ledger(self) -> Ledger:
-        return Ledger(InMemoryLedgerStore(), shards=SHARDS)
+        return Ledger(InMemoryLedgerStore(), shards=SHARDS, point_kinds=KINDS)
+
+    def teardown(self) -> None:
+        clock.set_clock(None)
 
     # --- helpers ----------------------------------------------------------------------------
     def new_id(self, prefix: str) -> str:
@@ -148,6 +175,28 @@ class LedgerMachine(RuleBasedStateMachine):
         self.model.move(record, dp=record.amount, cp=record.amount)
         self.model.status[record.id] = "posted"
         self.model.reversible[record.id] = record
+        self.earn(record)
+
+    def earn(self, record: TransferRecord) -> None:
+        """A posted credit of an expiring asset to a person's account fills its expiry day's bucket."""
+        days = KINDS[record.asset].expires_after_days
+        if days and parse_account(record.credit_account).kind in (RESIDENT, HOUSEHOLD):
+            day = (self.now.date() + timedelta(days=days)).isoformat()
+            self.model.buckets.setdefault((day, record.credit_account, record.asset), [0, None])[0] += record.amount
+
+    def crash_once(self, when: str | None, call: Callable[[], Any]) -> None:
+        """Run ``call`` with the process dying just before / just after its commit."""
+        if when is None:
+            return
+        store = self.ledger.store
+        store.hooks = CrashOnce(when)
+        try:
+            call()
+            raise AssertionError("the crash hook did not fire")
+        except SimulatedCrash:
+            pass
+        finally:
+            store.hooks = CommitHooks()
 
     def predict_transfer(self, debit: str, credit: str, asset: str, amount: int) -> type[TimebankError] | None:
         if debit == credit:
@@ -414,6 +463,124 @@ class LedgerMachine(RuleBasedStateMachine):
                                                     kind="grant")
         self.done.append(Done(call, mismatch, records))
 
+    # --- rewards: conversions, expiry, vouchers and exchanges -------------------------------------
+    @rule(account=st.sampled_from(PEOPLE), pair=st.sampled_from(PAIRS), amount=st.integers(1, 200))
+    def convert(self, account, pair, amount):
+        """Two linked legs through issuance, rounded down in the community's favour."""
+        self.step()
+        cid = self.new_id("cv")
+        source, target = pair
+        call = lambda: self.ledger.execute(plan_conversion(cid, account, source, target, amount, KINDS, "res_a")[1])  # noqa: E731
+        rate = KINDS[source].rate_to(target)
+        if rate is None:
+            self.expect_refusal(NotConvertible, call)
+            return
+        debited, credited = conversion_amounts(amount, *rate)
+        if credited == 0:
+            self.expect_refusal(ValidationError, call)
+            return
+        if not self.model.can_debit(account, source, debited):
+            self.expect_refusal(InsufficientCredits, call)
+            return
+        records = call()
+        assert [(r.asset, r.amount) for r in records] == [(source, debited), (target, credited)]
+        for record in records:
+            self.record_movement(record)
+        other = next(p for p in PEOPLE if p != account)
+        self.done.append(Done(call, lambda: self.ledger.execute(
+            plan_conversion(cid, other, source, target, amount, KINDS, None)[1]), records))
+
+    @rule(days=st.sampled_from([1, 1, 1, 2]))
+    def days_pass(self, days):
+        self.step()
+        self.now += timedelta(days=days)
+
+    @rule(crash=st.sampled_from(CRASHES), again=st.booleans())
+    def expire_today(self, crash, again):
+        """The daily schedule: each of today's buckets loses min(bucket, available), once — a
+        crash before or after a commit and a second run change nothing more."""
+        self.step()
+        day = self.now.date().isoformat()
+        for credit in sorted(self.ledger.expiring(day), key=lambda c: (c.account, c.asset)):
+            bucket = self.model.buckets[(day, credit.account, credit.asset)]
+            if credit.closed:
+                assert self.ledger.expire(credit) == credit
+                continue
+            take = min(credit.amount, self.model.available(credit.account, credit.asset))
+            self.crash_once(crash, lambda: self.ledger.expire(credit))
+            result = self.ledger.expire(credit)   # after a crash after its commit: finds it closed
+            tid = self.ledger.expiry_transfer_id(credit)
+            assert (result.expired_amount, result.expired_by) == (take, tid if take else None)
+            if take:
+                record = self.ledger.get_transfer(tid)
+                assert (record.debit_account, record.credit_account, record.amount, record.kind) == \
+                    (credit.account, ISSUANCE, take, "expiry")
+                self.record_movement(record)
+            bucket[1] = take
+            if again:  # the schedule delivered twice, with the bucket as first read
+                assert self.ledger.expire(credit).expired_amount == take
+
+    @rule(payer=st.sampled_from(PEOPLE), to=st.sampled_from((MERCHANT, CLEARING)), asset=st.sampled_from(ASSETS),
+          amount=amounts, then=st.sampled_from(["post", "void", "later"]), crash=st.sampled_from(CRASHES),
+          twice=st.booleans())
+    def side_hold(self, payer, to, asset, amount, then, crash, twice):
+        """A voucher's hold (to the merchant) or an exchange's (to the 志愿汇 clearing account),
+        resolved at once (posted / voided, maybe delivered twice) or later."""
+        self.step()
+        tid = self.new_id("vh")
+        call = lambda: self.ledger.hold(tid, payer, to, asset, amount, kind="voucher")  # noqa: E731
+        if not self.model.can_debit(payer, asset, amount):
+            self.expect_refusal(InsufficientCredits, call)
+            return
+        record = call()
+        self.model.move(record, dpend=amount, cpend=amount)
+        self.model.status[tid] = "pending"
+        self.model.side_holds[tid] = record
+        self.done.append(Done(call, lambda: self.ledger.hold(tid, payer, to, asset, amount, kind="exchange"),
+                              [record]))
+        if then != "later":
+            self.side_resolution(tid, then, crash)
+            if twice:
+                self.side_resolution(tid, then, None)
+
+    @precondition(lambda self: self.model.side_holds)
+    @rule(pick=picks, action=st.sampled_from(["post", "void"]), crash=st.sampled_from(CRASHES))
+    def side_resolve(self, pick, action, crash):
+        self.step()
+        self.side_resolution(pick.choice(sorted(self.model.side_holds)), action, crash)
+
+    def side_resolution(self, hold_id: str, action: str, crash: str | None) -> None:
+        """核销 / a confirmation posts the hold, a cancel / refusal / timeout voids it; the id is the
+        hold's, so a duplicate delivery returns the first result and the other outcome is refused."""
+        held = self.model.side_holds[hold_id]
+        tid = f"{hold_id}.{action}"
+        if action == "post":
+            call = lambda: self.ledger.post_pending(tid, hold_id, kind="voucher_redeemed", memo="核销")  # noqa: E731
+            mismatch = lambda: self.ledger.post_pending(tid, hold_id, kind="voucher_redeemed", memo="other")  # noqa: E731
+        else:
+            call = lambda: self.ledger.void_pending(tid, hold_id, reason="cancelled", kind="voucher_release")  # noqa: E731
+            mismatch = lambda: self.ledger.void_pending(tid, hold_id, reason="other", kind="voucher_release")  # noqa: E731
+        resolved_by = self.model.side_resolved.get(hold_id)
+        if resolved_by is not None and resolved_by != tid:
+            self.expect_refusal(InvalidState, call)
+            return
+        if resolved_by == tid:
+            assert call().id == tid   # a duplicate delivery: the first result, nothing moves
+            return
+        self.crash_once(crash, call)
+        assert (self.ledger.get_transfer(tid) is not None) is (crash == "after")
+        record = call()
+        if action == "post":
+            self.model.move(record, dp=held.amount, cp=held.amount, dpend=-held.amount, cpend=-held.amount)
+            self.model.status[hold_id] = self.model.status[tid] = "posted"
+            self.model.reversible[tid] = record
+        else:
+            self.model.move(record, dpend=-held.amount, cpend=-held.amount)
+            self.model.status[hold_id] = self.model.status[tid] = "voided"
+            self.model.voids.append(tid)
+        self.model.side_resolved[hold_id] = tid
+        self.done.append(Done(call, mismatch, [record]))
+
     # --- the invariants, after every step ------------------------------------------------------
     @invariant()
     def everything_reconciles_and_matches_the_model(self):
@@ -434,6 +601,11 @@ class LedgerMachine(RuleBasedStateMachine):
             balances = self.ledger.balances(account)
             for asset in ASSETS:
                 assert balances.get(asset, Totals()) == self.model.logical(account, asset), (account, asset)
+        buckets = {(c.day, c.account, c.asset): [c.amount, c.expired_amount] for c in self.stored_buckets()}
+        assert buckets == self.model.buckets
+
+    def stored_buckets(self) -> list[ExpiringCredit]:
+        return list(self.ledger.store.buckets.values())
 
 
     def stored_state(self) -> tuple[list[TransferRecord], list[BalanceRow]]:
@@ -454,8 +626,14 @@ class DynamoLedgerMachine(LedgerMachine):
     def make_ledger(self) -> Ledger:
         self._mock = mock_aws()
         self._mock.start()
-        create_tables(boto3.client("dynamodb"), table_definitions(), names=["ledger-transfers", "ledger-balances"])
-        return Ledger(DynamoLedgerStore(sleep=lambda seconds: None), shards=SHARDS)
+        create_tables(boto3.client("dynamodb"), table_definitions(),
+                      names=["ledger-transfers", "ledger-balances", "ledger-expiries"])
+        return Ledger(DynamoLedgerStore(sleep=lambda seconds: None), shards=SHARDS, point_kinds=KINDS)
+
+    def stored_buckets(self) -> list[ExpiringCredit]:
+        table = dynamodb_backends[DEFAULT_ACCOUNT_ID][region()].get_table(LedgerExpiryItem.Meta.table_name)
+        return [dynamo._credit(LedgerExpiryItem.from_raw_data(item.to_json()["Attributes"]))
+                for item in table.all_items()]
 
     def stored_state(self) -> tuple[list[TransferRecord], list[BalanceRow]]:
         backend = dynamodb_backends[DEFAULT_ACCOUNT_ID][region()]
@@ -477,6 +655,7 @@ class DynamoLedgerMachine(LedgerMachine):
             assert self.ledger.check()["ok"]
         finally:
             self._mock.stop()
+            super().teardown()
 
 
 def machine_settings(examples: int, steps: int) -> settings:

@@ -17,7 +17,7 @@ from functions.ledger.accounts import (ESCROW, ISSUANCE, POOL, clearing_account,
 from functions.ledger.views import transfer_view
 from functions.ledger.service import MAX_BATCH, Ledger
 from functions.ledger.model import (CommitRejected, Hold, PostPending, Reverse, SimulatedCrash, Transfer,
-                                    VoidPending)
+                                    VoidPending, point_kinds_from)
 from tests.fakes.ledger import InMemoryLedgerStore
 from tests.property.ledger_support import CrashOnce, FakeForeignWrite
 
@@ -143,17 +143,30 @@ def test_debit_and_credit_must_differ(ledger, store):
     assert snapshot(store) == before
 
 
-def test_reputation_is_issued_but_never_moved_by_residents(ledger, store):
-    ledger.transfer("rep", ISSUANCE, ALICE, "reputation", 10, kind="grant")
+def test_reputation_is_not_an_asset_and_assets_come_from_the_point_kinds(store):
+    """Reputation is a score on the resident (API.md), never a ledger asset; the ledger's asset
+    rules are the community's point kinds."""
+    kinds = point_kinds_from({"green": {"expires_after_days": 30, "convert_to": {"service": {"rate_num": 1, "rate_den": 10}}}})
+    ledger = Ledger(store, shards=4, point_kinds=kinds)
+    assert set(ledger.point_kinds) == {"service", "volunteer", "skill", "green", "welfare", "contribution"}
+    assert ledger.point_kind("green").rate_to("service") == (1, 10)
+    assert ledger.point_kind("green").expires_after_days == 30
     before = snapshot(store)
-    with pytest.raises(ValidationError):
-        ledger.transfer("move", ALICE, BOB, "reputation", 5)
-    with pytest.raises(ValidationError):
-        ledger.hold("hold", ISSUANCE, ALICE, "reputation", 5)
+    with pytest.raises(ValidationError) as caught:
+        ledger.transfer("rep", ISSUANCE, ALICE, "reputation", 10, kind="grant")
+    assert "asset" in caught.value.details["fields"]
     assert snapshot(store) == before
-    # a correction by reversal is still possible
-    ledger.reverse("rep-fix", "rep", "granted by mistake", "admin-1")
-    assert available(ledger, ALICE, "reputation") == 0
+
+
+def test_point_kinds_from_config_names_every_bad_field():
+    with pytest.raises(ValidationError) as caught:
+        point_kinds_from({"reputation": {}, "green": {"unit": "kg", "expires_after_days": -1,
+                                                       "convert_to": {"green": {"rate_num": 1, "rate_den": 1},
+                                                                      "service": {"rate_num": 0, "rate_den": 10}}},
+                          "skill": {"colour": "red"}})
+    assert set(caught.value.details["fields"]) == {
+        "assets.reputation", "assets.green.unit", "assets.green.expires_after_days", "assets.green.convert_to.green",
+        "assets.green.convert_to.service.rate_num", "assets.skill.colour"}
 
 
 def test_spending_more_than_available_is_refused_and_exact_balance_is_allowed(ledger, store):

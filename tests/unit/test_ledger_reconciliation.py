@@ -47,7 +47,7 @@ def test_a_healthy_ledger_is_ok_and_reports_totals_per_asset(store):
     service = report["assets"]["service"]
     assert service["debits_posted"] == service["credits_posted"] == 300 + 60 + 60 + 40 + 40 + 10
     assert service["debits_pending"] == service["credits_pending"] == 20  # only h3 is still held
-    assert report["assets"]["reputation"] == dict.fromkeys(
+    assert report["assets"]["contribution"] == dict.fromkeys(
         ("debits_posted", "credits_posted", "debits_pending", "credits_pending"), 0)
 
 
