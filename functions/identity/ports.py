@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Protocol, Sequence
 
-from functions.identity.model import Dependant, Household, Login, Member, RelativeDeclaration, Resident
+from functions.identity.model import (Dependant, Household, Login, Member, RelativeDeclaration, ReputationChange,
+                                     Resident)
 
 
 class IdentityStore(Protocol):
@@ -58,6 +59,12 @@ class IdentityStore(Protocol):
     def delete_declaration(self, household_id: str, relative_household_id: str) -> bool: ...
 
     def bump_token_version(self, openid: str) -> int: ...
+
+    def set_proxy(self, resident: Resident) -> bool:
+        """Store ``resident.proxy_since`` (naming needs the resident still verified); False if not."""
+
+    def add_reputation(self, change: ReputationChange) -> bool:
+        """Count ``change`` once (its mark and the counters together); False if counted before."""
 
 
 class StartingLedger(Protocol):

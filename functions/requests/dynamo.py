@@ -40,7 +40,7 @@ from functions.requests.model import Category, RoundingBand, ServiceRequest
 _DATE_FIELDS = ("start_at", "created_at", "accepted_at", "checked_in_at", "completed_at", "settled_at")
 _OPTIONAL = ("beneficiary_member_id", "volunteer_id", "volunteer_household_id", "credits_paid",
              "accepted_at", "checked_in_at", "completed_at", "completed_minutes", "settled_at",
-             "settlement_transfer_id", "rating", "comment", "reason", "disputed_by", "closed_by")
+             "settlement_transfer_id", "rating", "comment", "reason", "disputed_by", "closed_by", "proxy_id")
 
 
 class RequestByStatus(GlobalSecondaryIndex):
@@ -109,6 +109,7 @@ class RequestItem(Model):
     reason = UnicodeAttribute(null=True)
     disputed_by = UnicodeAttribute(null=True)
     closed_by = UnicodeAttribute(null=True)
+    proxy_id = UnicodeAttribute(null=True)
 
     by_status = RequestByStatus()
     by_status_category = RequestByStatusCategory()

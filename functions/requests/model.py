@@ -217,6 +217,7 @@ class ServiceRequest:
     reason: str | None = None          # of cancellation, dispute or resolution
     disputed_by: str | None = None
     closed_by: str | None = None       # who confirmed/cancelled/resolved (resident id, admin openid, "system")
+    proxy_id: str | None = None        # 亲情代理 who posted it for the beneficiary (on_behalf_of)
 
     # --- who is who ---------------------------------------------------------------------
     def is_requester_side(self, caller: Caller) -> bool:
@@ -319,7 +320,7 @@ def posted_event(request: ServiceRequest) -> DomainEvent:
     return new_event(POSTED_EVENT, request.id, request.created_at, {
         "category": request.category, "household_id": request.household_id,
         "start_at": _iso(request.start_at), "duration_minutes": request.duration_minutes,
-        "credits_held": request.credits_held})
+        "credits_held": request.credits_held, "proxy_id": request.proxy_id})
 
 
 def accepted_event(request: ServiceRequest) -> DomainEvent:
