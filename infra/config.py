@@ -42,7 +42,22 @@ LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 
 TOP_LEVEL_KEYS = {
     "id", "display_name", "region", "admin_openids", "starting_credits",
     "evidence_retention_days", "reminder_lead_minutes", "log_retention_days",
-    "insurance", "tariffs", "alarms", "deploy", "wechat",
+    "insurance", "tariffs", "alarms", "deploy", "wechat", "family", "risk",
+}
+# Family rules (API.md "Family rules"): [family] table, key → (low, high, default).
+FAMILY_SETTINGS = {
+    "household_balance_cap": (0, 1_000_000, 0),   # minutes of 服务时; 0 = no cap
+    "elderly_age": (50, 100, 60),                  # residents this old may be served through a proxy
+}
+# Risk controls (API.md "Risk controls"): [risk] table; a limit of 0 switches it off.
+RISK_SETTINGS = {
+    "daily_minutes": (0, 24 * 60, 480),            # credited minutes per volunteer per day
+    "daily_services": (0, 100, 6),                 # credited services per volunteer per day
+    "pair_daily": (0, 100, 2),                     # services between the same two households per day
+    "backdating_window_hours": (1, 24 * 30, 48),   # BACKDATED: service / check-in times older than this
+    "repeated_pair_count": (0, 1000, 5),           # flag: this many services of one pair within the window
+    "flag_window_days": (1, 90, 7),                # the window of the repeated-pair flag
+    "rapid_cycle_hours": (0, 24 * 30, 24),         # flag: services both ways between two households this close
 }
 # Subscribe-message templates the mini-program asks consent for (logical name → WeChat id).
 WECHAT_TEMPLATES = ("match", "reminder")
@@ -76,6 +91,8 @@ class CommunityConfig:
     alarm_emails: tuple[str, ...] = ()
     artifact_bucket: str = ""
     wechat_templates: dict[str, str] = field(default_factory=dict)
+    family: dict[str, int] = field(default_factory=lambda: {k: v[2] for k, v in FAMILY_SETTINGS.items()})
+    risk: dict[str, int] = field(default_factory=lambda: {k: v[2] for k, v in RISK_SETTINGS.items()})
 
     @property
     def partition(self) -> str:
@@ -120,6 +137,11 @@ class CommunityConfig:
                                                     sort_keys=True, separators=(",", ":")),
             "TIMEBANK_WECHAT_TEMPLATES": json.dumps(self.wechat_templates, sort_keys=True,
                                                     separators=(",", ":")),
+            "TIMEBANK_HOUSEHOLD_BALANCE_CAP": str(self.family["household_balance_cap"]),
+            "TIMEBANK_PROXY_ELDERLY_AGE": str(self.family["elderly_age"]),
+            "TIMEBANK_BACKDATING_WINDOW_HOURS": str(self.risk["backdating_window_hours"]),
+            **{f"TIMEBANK_RISK_{name.upper()}": str(value) for name, value in sorted(self.risk.items())
+               if name != "backdating_window_hours"},
             **self.secret_parameters,
             "POWERTOOLS_SERVICE_NAME": APPLICATION,
             "POWERTOOLS_METRICS_NAMESPACE": "Timebank",
@@ -175,6 +197,9 @@ def parse_community(data: Mapping[str, Any], source: str = "<config>",
     wechat = check.table(data, "wechat", {"templates"}, required=False)
     templates = check.value(wechat, "wechat.templates", _templates, {})
 
+    family = _bounded_table(check, data, "family", FAMILY_SETTINGS)
+    risk = _bounded_table(check, data, "risk", RISK_SETTINGS)
+
     tariffs = check.table(data, "tariffs", None, required=False)
     overrides = _tariff_overrides(tariffs or {}, problems)
 
@@ -185,8 +210,15 @@ def parse_community(data: Mapping[str, Any], source: str = "<config>",
         insurer=insurer, insurance_policy_number=policy, starting_credits=starting_credits,
         evidence_retention_days=retention, reminder_lead_minutes=lead,
         log_retention_days=log_days, tariff_overrides=overrides, alarm_emails=emails,
-        artifact_bucket=artifact_bucket, wechat_templates=templates,
+        artifact_bucket=artifact_bucket, wechat_templates=templates, family=family, risk=risk,
     )
+
+
+def _bounded_table(check: "_Checker", data: Mapping[str, Any], name: str,
+                   settings: Mapping[str, tuple[int, int, int]]) -> dict[str, int]:
+    table = check.table(data, name, set(settings), required=False)
+    return {key: check.value(table, f"{name}.{key}", lambda v, lo=lo, hi=hi: _int(v, lo, hi), default)
+            for key, (lo, hi, default) in settings.items()}
 
 
 def _templates(value: Any) -> dict[str, str]:

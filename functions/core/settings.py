@@ -45,6 +45,17 @@ class Settings:
     wechat_miniprogram_state: str = "formal"  # formal / trial / developer: which build a tap opens
     reminder_lead_minutes: int = 60
     match_notify_count: int = 3
+    # Family rules: residents at least this old may be served through a proxy (亲情代理).
+    proxy_elderly_age: int = 60
+    # Risk controls (0 switches a limit off): per volunteer per day, per pair of households per
+    # day; flags for repeated pairs within a window and for services both ways in a short time.
+    backdating_window_hours: int = 48
+    risk_daily_minutes: int = 480
+    risk_daily_services: int = 6
+    risk_pair_daily: int = 2
+    risk_repeated_pair_count: int = 5
+    risk_flag_window_days: int = 7
+    risk_rapid_cycle_hours: int = 24
     queue_urls: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -112,6 +123,14 @@ def get_settings() -> Settings:
         wechat_miniprogram_state=os.environ.get("TIMEBANK_WECHAT_MINIPROGRAM_STATE", "formal"),
         reminder_lead_minutes=_int("TIMEBANK_REMINDER_LEAD_MINUTES", 60),
         match_notify_count=_int("TIMEBANK_MATCH_NOTIFY_COUNT", 3),
+        proxy_elderly_age=_int("TIMEBANK_PROXY_ELDERLY_AGE", 60),
+        backdating_window_hours=_int("TIMEBANK_BACKDATING_WINDOW_HOURS", 48),
+        risk_daily_minutes=_int("TIMEBANK_RISK_DAILY_MINUTES", 480),
+        risk_daily_services=_int("TIMEBANK_RISK_DAILY_SERVICES", 6),
+        risk_pair_daily=_int("TIMEBANK_RISK_PAIR_DAILY", 2),
+        risk_repeated_pair_count=_int("TIMEBANK_RISK_REPEATED_PAIR_COUNT", 5),
+        risk_flag_window_days=_int("TIMEBANK_RISK_FLAG_WINDOW_DAYS", 7),
+        risk_rapid_cycle_hours=_int("TIMEBANK_RISK_RAPID_CYCLE_HOURS", 24),
         queue_urls=queue_urls,
     )
 

@@ -28,6 +28,8 @@ BAD_IMPORTS = {
     "volunteers-uses-no-foreign-adapter": ("functions/volunteers/views.py", "import functions.requests.dynamo"),
     "safety-uses-no-foreign-adapter": ("functions/safety/views.py", "import functions.requests.service"),
     "notifications-uses-no-foreign-adapter": ("functions/notifications/views.py", "import functions.safety.dynamo"),
+    "activities-uses-no-foreign-adapter": ("functions/activities/views.py", "import functions.ledger.service"),
+    "risk-uses-no-foreign-adapter": ("functions/risk/views.py", "import functions.requests.dynamo"),
 }
 
 

@@ -16,6 +16,8 @@ EXTRAS = {
     "volunteers": {"matching.py"},
     "safety": {"s3.py"},
     "notifications": {"reminders.py", "wechat.py"},
+    "activities": {"codes.py", "reminders.py"},
+    "risk": set(),
 }
 NOT_DOMAINS = {"core", "adapters", "system", "__pycache__"}
 
