@@ -247,7 +247,8 @@ def activities() -> Any:
     def build() -> Any:
         from functions.activities.service import ActivityService
 
-        return ActivityService(activity_store(), ledger(), activity_codes(), outbox(), relay(), _AssetRules())
+        return ActivityService(activity_store(), ledger(), activity_codes(), outbox(), relay(), _AssetRules(),
+                               backdating_window_hours=get_settings().backdating_window_hours)
 
     return _once("activities", build)
 

@@ -71,6 +71,11 @@ class InvalidCode(BusinessRuleViolation):
     default_message = "现场签到码错误或已过期"
 
 
+class Backdated(BusinessRuleViolation):
+    code = "BACKDATED"
+    default_message = "时间早于允许补录的期限"
+
+
 @dataclass(frozen=True)
 class Award:
     mode: str        # per_hour: ``minutes`` per hour attended; fixed: ``minutes`` for attending

@@ -9,7 +9,7 @@ from chalice import Blueprint, Rate, Response
 from functions import bootstrap
 from functions.activities import model as am
 from functions.activities.model import (AWARD_MODES, MAX_CAPACITY, ActivityFull, AlreadySignedUp, Award,
-                                        InvalidCode, NewActivity)
+                                        Backdated, InvalidCode, NewActivity)
 from functions.activities.views import (activity_summary, activity_view, check_view, close_view, code_view,
                                         signup_view)
 from functions.core import clock
@@ -45,7 +45,8 @@ CODE = Schema({"code": Str(max_len=16, label="签到码")}, name="OnSiteCode", e
 
 
 @route(activities_bp, "/v1/admin/activities", methods=["POST"], auth=Auth.ADMIN, status=201, body=NEW_ACTIVITY,
-       idempotency="optional", response="Activity", errors=(IdempotencyMismatch,), admin_action="activity.publish")
+       idempotency="optional", response="Activity", errors=(IdempotencyMismatch, Backdated),
+       admin_action="activity.publish")
 def publish(ctx: RequestContext) -> dict:
     """Publish a community activity (with an Idempotency-Key a retry returns the same activity)."""
     body = ctx.data

@@ -2,7 +2,7 @@
 check-out, and the close that awards everyone who attended, from issuance, exactly once."""
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Callable
 
 from functions.activities import model as am
@@ -24,14 +24,21 @@ from functions.ledger.model import Transfer
 
 class ActivityService:
     def __init__(self, store: ActivityStore, ledger: AwardLedger, codes: OnSiteCodes, outbox: Outbox,
-                 relay: EventRelay, assets: AssetRules, now: Callable[[], datetime] = clock.now):
+                 relay: EventRelay, assets: AssetRules, now: Callable[[], datetime] = clock.now,
+                 backdating_window_hours: int = 48):
         self.store, self.ledger, self.codes = store, ledger, codes
         self.outbox, self.relay, self.assets, self.now = outbox, relay, assets, now
+        self.backdating_window = timedelta(hours=backdating_window_hours)
 
     # --- publishing -----------------------------------------------------------------------------
     def publish(self, caller: Caller, new: NewActivity, idempotency_key: str | None) -> tuple[Activity, bool]:
         """(activity, created). With an Idempotency-Key a replay returns the first activity."""
         now = self.now()
+        # An activity older than the community's back-dating window is the risk control's
+        # refusal (the same stable code as a back-dated service), not a malformed body.
+        if new.start_at < now - self.backdating_window:
+            raise am.Backdated(details={"limit": "backdating_window",
+                                        "window_hours": int(self.backdating_window.total_seconds() // 3600)})
         if new.start_at <= now:
             raise field_error("start_at", "活动开始时间须晚于现在")
         if new.end_at <= new.start_at:

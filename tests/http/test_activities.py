@@ -70,6 +70,19 @@ def test_bad_activities_are_400_naming_the_field_and_change_nothing(world, chang
     assert db_snapshot() == before
 
 
+def test_an_activity_older_than_the_back_dating_window_is_backdated(world):
+    """API.md "Risk controls": a time older than the back-dating window (default 48 h) is 422
+    BACKDATED, not a malformed body; nothing is written."""
+    before = db_snapshot()
+    old = NOW - timedelta(hours=49)
+    response = world["client"].http.post("/v1/admin/activities", headers=world["admin"], body=as_json(activity_body(
+        start_at=old.isoformat(), end_at=(old + timedelta(hours=2)).isoformat())))
+    body = assert_error(response, 422, "BACKDATED")
+    assert body["details"] == {"limit": "backdating_window", "window_hours": 48}
+    assert db_snapshot() == before
+    ledger_ok(world["client"])
+
+
 def test_only_admins_publish_close_and_read_codes(world):
     client = world["client"]
     activity = publish(client)
