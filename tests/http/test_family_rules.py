@@ -204,3 +204,24 @@ def test_reputation_is_on_the_resident_fed_once_per_request_and_outcome(family):
                                                {"volunteer_id": ids["outsider"]})) is False   # a plain cancel
     assert client.http.get("/v1/residents/me", headers=outsider).json_body["reputation"] == 61
     ledger_ok(client)
+
+
+def test_the_minimum_age_for_redeeming_and_converting(family):
+    """The family rule behind ``min_redeem_age`` (the rewards' redeem and convert ask identity):
+    below it 422 AGE_RESTRICTED; 0 is no restriction."""
+    from functions import bootstrap
+    from functions.core.errors import BusinessRuleViolation
+    from functions.core.caller import Caller
+
+    client, ids = family["client"], family["ids"]
+    teen, t = verified_resident(client, "fam-teen", building="9", room="902", birth_year=2014)
+    service = bootstrap.identity()
+    as_caller = lambda r, openid: Caller(openid, r["id"], r["household_id"], "verified")  # noqa: E731
+    with pytest.raises(BusinessRuleViolation) as refused:
+        service.check_age(as_caller(t, "fam-teen"), 14)
+    assert (refused.value.status, refused.value.code, refused.value.details) == (422, "AGE_RESTRICTED", {"min_age": 14})
+    service.check_age(as_caller(t, "fam-teen"), 12)
+    service.check_age(as_caller(t, "fam-teen"), 0)
+    me = client.http.get("/v1/residents/me", headers=family["alice"]).json_body
+    service.check_age(Caller("fam-alice", me["id"], me["household_id"], "verified"), 18)
+    ledger_ok(client)
