@@ -165,6 +165,8 @@ def app_logs_to(stream: TextIO) -> Iterator[None]:
 class BenchResults:
     operations: list[Measured]
     lifecycle: list[Measured]
+    activities: list[Measured] = field(default_factory=list)
+    activity_facts: dict[str, Any] = field(default_factory=dict)
 
 
 def measure_operations(log_path: Path) -> BenchResults:
@@ -172,6 +174,7 @@ def measure_operations(log_path: Path) -> BenchResults:
     from chalice.test import Client
     from moto import mock_aws
 
+    from bench.activities import run_activities
     from bench.lifecycle import queue_drainer, run_lifecycle
     from functions.app import app
     from local.provision import provision_evidence_bucket, provision_queues, provision_tables
@@ -194,4 +197,6 @@ def measure_operations(log_path: Path) -> BenchResults:
                 run_scenario(scenario)
                 lifecycle = Scenario(client, counter, tokens=scenario.tokens, log=log)
                 run_lifecycle(lifecycle, drainers)
-    return BenchResults(scenario.results, lifecycle.results)
+                activities = Scenario(client, counter, tokens=scenario.tokens, log=log)
+                facts = run_activities(activities)
+    return BenchResults(scenario.results, lifecycle.results, activities.results, facts)
