@@ -101,6 +101,7 @@ class DynamoDBCounter:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.tally = Tally()
+        self.transaction_sizes: list[int] = []   # items of every TransactWriteItems, in order
 
     def snapshot(self) -> Tally:
         with self._lock:
@@ -134,6 +135,8 @@ class DynamoDBCounter:
             else:
                 self.tally.items_read += items_read_by(operation, params, parsed or {})
             written = items_written_by(operation, params)
+            if operation == "TransactWriteItems":
+                self.transaction_sizes.append(written)
             if operation == "BatchWriteItem" and not failed:
                 written -= _unprocessed_writes(parsed or {})
             self.tally.items_written += written

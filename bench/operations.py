@@ -166,6 +166,8 @@ class BenchResults:
     operations: list[Measured]
     lifecycle: list[Measured]
     rewards: list[Measured]
+    activities: list[Measured] = field(default_factory=list)
+    activity_facts: dict[str, Any] = field(default_factory=dict)
 
 
 def measure_operations(log_path: Path) -> BenchResults:
@@ -173,6 +175,7 @@ def measure_operations(log_path: Path) -> BenchResults:
     from chalice.test import Client
     from moto import mock_aws
 
+    from bench.activities import run_activities
     from bench.lifecycle import queue_drainer, run_lifecycle
     from bench.rewards import run_rewards
     from functions.app import app
@@ -198,4 +201,6 @@ def measure_operations(log_path: Path) -> BenchResults:
                 run_lifecycle(lifecycle, {q: d for q, d in drainers.items() if q != "zyh-exchanges"})
                 rewards = Scenario(client, counter, tokens=scenario.tokens, log=log)
                 run_rewards(rewards, drainers["zyh-exchanges"])
-    return BenchResults(scenario.results, lifecycle.results, rewards.results)
+                activities = Scenario(client, counter, tokens=scenario.tokens, log=log)
+                facts = run_activities(activities)
+    return BenchResults(scenario.results, lifecycle.results, rewards.results, activities.results, facts)

@@ -36,6 +36,8 @@ MODEL_MODULES = (
     "functions.safety.dynamo",
     "functions.notifications.dynamo",
     "functions.rewards.dynamo",
+    "functions.activities.dynamo",
+    "functions.risk.dynamo",
 )
 
 _built: dict[str, Any] = {}
@@ -138,7 +140,7 @@ def identity() -> Any:
         return IdentityService(
             DynamoIdentityStore(), ledger(),
             IdentityConfig(community_id=settings.community_id, admin_openids=settings.admin_openids,
-                           starting_credits=settings.starting_credits))
+                           starting_credits=settings.starting_credits, elderly_age=settings.proxy_elderly_age))
 
     return _once("identity", build)
 
@@ -207,9 +209,100 @@ def requests() -> Any:
                         overdue_after=timedelta(hours=settings.overdue_after_hours),
                         overdue_action=settings.overdue_action)
         return RequestService(request_store(), ledger(), catalog(), outbox(), relay(), insurance=insurance(),
-                              households=identity(), evidence=evidence(), limits=limits)
+                              households=identity(), evidence=evidence(), risk=risk(), limits=limits)
 
     return _once("requests", build)
+
+
+# --- risk ---------------------------------------------------------------------------------------
+
+def risk() -> Any:
+    """Risk controls: requests' ``RiskControls`` port (limits inside the settlement) and the flags."""
+    def build() -> Any:
+        from functions.risk.dynamo import DynamoCounterStore, DynamoFlagStore
+        from functions.risk.model import RiskLimits
+        from functions.risk.service import RiskService
+
+        s = get_settings()
+        limits = RiskLimits(daily_minutes=s.risk_daily_minutes, daily_services=s.risk_daily_services,
+                            pair_daily=s.risk_pair_daily, repeated_pair_count=s.risk_repeated_pair_count,
+                            flag_window_days=s.risk_flag_window_days, rapid_cycle_hours=s.risk_rapid_cycle_hours)
+        return RiskService(DynamoCounterStore(), DynamoFlagStore(), request_store(), ledger(), limits)
+
+    return _once("risk", build)
+
+
+# --- activities ---------------------------------------------------------------------------------
+
+def activity_store() -> Any:
+    from functions.activities.dynamo import DynamoActivityStore
+
+    return _once("activity_store", DynamoActivityStore)
+
+
+class _AssetRules:
+    """Activities' ``AssetRules`` port: every asset rounds attended time as the design rounds
+    service time; when point kinds (rewards) carry a rounding of their own, read it here."""
+
+    def rounding(self, asset: str) -> tuple[tuple[int, int], ...]:
+        from functions.activities.model import DEFAULT_ROUNDING
+
+        return DEFAULT_ROUNDING
+
+
+def activity_codes() -> Any:
+    def build() -> Any:
+        from functions.activities.codes import OnSiteCodes
+        from functions.identity.tokens import secret_source
+
+        # Keyed from the stack's signing secret (a derived key): nothing new to provision.
+        return OnSiteCodes(secret_source(get_settings(), secrets()))
+
+    return _once("activity_codes", build)
+
+
+def activities() -> Any:
+    def build() -> Any:
+        from functions.activities.service import ActivityService
+
+        return ActivityService(activity_store(), ledger(), activity_codes(), outbox(), relay(), _AssetRules(),
+                               backdating_window_hours=get_settings().backdating_window_hours)
+
+    return _once("activities", build)
+
+
+class _ActivityReminderChannel:
+    """Activities' ``ReminderChannel`` port: notifications' one-time-consent ``deliver_once``."""
+
+    def already_sent(self, keys: Any) -> set[str]:
+        return notifications().already_claimed(keys)
+
+    def remind(self, key: str, participant: Any, data: Mapping[str, str], page: str) -> str:
+        from functions.notifications.model import REMINDER, DeliveryOutcome
+
+        outcome = notifications().deliver_once(key, openid=participant.openid, template=REMINDER, data=data,
+                                               page=page, recipient_id=participant.resident_id)
+        return "already" if outcome is DeliveryOutcome.DUPLICATE else outcome.value
+
+
+def activity_reminders() -> Any:
+    def build() -> Any:
+        from functions.activities.reminders import ActivityReminders
+
+        return ActivityReminders(activity_store(), _ActivityReminderChannel(),
+                                 lead=timedelta(minutes=get_settings().reminder_lead_minutes))
+
+    return _once("activity_reminders", build)
+
+
+class _ActivitySignups:
+    """Safety's ``ActivitySignups`` port: whether a sign-up still stands (one GetItem)."""
+
+    def is_active(self, activity_id: str, resident_id: str, seq: int) -> bool:
+        from functions.activities.model import ACTIVE
+
+        participant = activity_store().participant(activity_id, resident_id)
+        return participant is not None and participant.seq == seq and participant.status in ACTIVE
 
 
 # --- volunteers --------------------------------------------------------------------------------
@@ -271,7 +364,8 @@ def insurance() -> Any:
         settings = get_settings()
         policy = InsurancePolicy(settings.insurer, settings.insurance_policy_number,
                                  timedelta(minutes=settings.insurance_buffer_minutes))
-        return InsuranceRegister(DynamoInsuranceRecordStore(), request_store(), _category_name, policy)
+        return InsuranceRegister(DynamoInsuranceRecordStore(), request_store(), _category_name, policy,
+                                 signups=_ActivitySignups())
 
     return _once("insurance", build)
 

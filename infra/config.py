@@ -42,7 +42,21 @@ LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 
 TOP_LEVEL_KEYS = {
     "id", "display_name", "region", "admin_openids", "starting_credits",
     "evidence_retention_days", "reminder_lead_minutes", "log_retention_days",
-    "insurance", "tariffs", "alarms", "deploy", "wechat", "lifecycle", "assets", "min_redeem_age", "zyh",
+    "insurance", "tariffs", "alarms", "deploy", "wechat", "lifecycle", "assets", "min_redeem_age", "zyh", "family", "risk",
+}
+# Family rules (API.md "Family rules"): [family] table, key → (low, high, default).
+FAMILY_SETTINGS = {
+    "household_balance_cap": (0, 1_000_000, 0),   # minutes of 服务时; 0 = no cap
+    "elderly_age": (50, 100, 60),                  # residents this old may be served through a proxy
+}
+# Risk controls (API.md "Risk controls"): [risk] table; a limit of 0 switches it off.
+RISK_SETTINGS = {
+    "daily_minutes": (0, 24 * 60, 480),            # credited minutes per volunteer per day
+    "daily_services": (0, 100, 6),                 # credited services per volunteer per day
+    "pair_daily": (0, 100, 2),                     # services between the same two households per day
+    "repeated_pair_count": (0, 1000, 5),           # flag: this many services of one pair within the window
+    "flag_window_days": (1, 90, 7),                # the window of the repeated-pair flag
+    "rapid_cycle_hours": (0, 24 * 30, 24),         # flag: services both ways between two households this close
 }
 # [lifecycle]: the time limits of a service (functions.requests.model.Limits), with their ranges.
 LIFECYCLE_LIMITS = {
@@ -94,6 +108,8 @@ class CommunityConfig:
     zyh_api_base: str = ""
     zyh_timeout_minutes: int = 15
     zyh_coins_per_minute: int = 1
+    family: dict[str, int] = field(default_factory=lambda: {k: v[2] for k, v in FAMILY_SETTINGS.items()})
+    risk: dict[str, int] = field(default_factory=lambda: {k: v[2] for k, v in RISK_SETTINGS.items()})
 
     @property
     def partition(self) -> str:
@@ -147,6 +163,9 @@ class CommunityConfig:
             "TIMEBANK_ZYH_API_BASE": self.zyh_api_base,
             "TIMEBANK_ZYH_TIMEOUT_MINUTES": str(self.zyh_timeout_minutes),
             "TIMEBANK_ZYH_COINS_PER_MINUTE": str(self.zyh_coins_per_minute),
+            "TIMEBANK_HOUSEHOLD_BALANCE_CAP": str(self.family["household_balance_cap"]),
+            "TIMEBANK_PROXY_ELDERLY_AGE": str(self.family["elderly_age"]),
+            **{f"TIMEBANK_RISK_{name.upper()}": str(value) for name, value in sorted(self.risk.items())},
             **self.secret_parameters,
             "POWERTOOLS_SERVICE_NAME": APPLICATION,
             "POWERTOOLS_METRICS_NAMESPACE": "Timebank",
@@ -202,6 +221,9 @@ def parse_community(data: Mapping[str, Any], source: str = "<config>",
     wechat = check.table(data, "wechat", {"templates"}, required=False)
     templates = check.value(wechat, "wechat.templates", _templates, {})
 
+    family = _bounded_table(check, data, "family", FAMILY_SETTINGS)
+    risk = _bounded_table(check, data, "risk", RISK_SETTINGS)
+
     tariffs = check.table(data, "tariffs", None, required=False)
     overrides = _tariff_overrides(tariffs or {}, problems)
 
@@ -229,7 +251,7 @@ def parse_community(data: Mapping[str, Any], source: str = "<config>",
         log_retention_days=log_days, tariff_overrides=overrides, alarm_emails=emails,
         artifact_bucket=artifact_bucket, wechat_templates=templates, lifecycle=lifecycle, assets=assets,
         min_redeem_age=min_age, zyh_api_base=zyh_api_base, zyh_timeout_minutes=zyh_timeout,
-        zyh_coins_per_minute=zyh_coins,
+        zyh_coins_per_minute=zyh_coins, family=family, risk=risk,
     )
 
 
@@ -256,6 +278,13 @@ def _assets(assets: Mapping[str, Any], problems: dict[str, str]) -> dict[str, An
         problems.update(exc.details.get("fields", {}))
         return {}
     return json.loads(json.dumps(assets))
+
+
+def _bounded_table(check: "_Checker", data: Mapping[str, Any], name: str,
+                   settings: Mapping[str, tuple[int, int, int]]) -> dict[str, int]:
+    table = check.table(data, name, set(settings), required=False)
+    return {key: check.value(table, f"{name}.{key}", lambda v, lo=lo, hi=hi: _int(v, lo, hi), default)
+            for key, (lo, hi, default) in settings.items()}
 
 
 def _templates(value: Any) -> dict[str, str]:

@@ -192,7 +192,8 @@ class LocalRuntime:
                               self.config.schedule_max_interval_seconds)
 
     def _seed(self, admin_openids: tuple[str, ...]) -> None:
-        from local.seed import ApiError, seed_categories, seed_demo_merchant, seed_demo_points, seed_demo_residents
+        from local.seed import (ApiError, seed_categories, seed_demo_activity, seed_demo_merchant, seed_demo_points,
+                                seed_demo_residents)
 
         log.info("seed: %s", seed_categories())
         if not admin_openids:
@@ -209,6 +210,10 @@ class LocalRuntime:
             log.info("seed: %s", seed_demo_points(self.api_url))
         except ApiError as exc:
             log.warning("seed: demo residents skipped (%s)", exc)
+        try:
+            log.info("seed: %s", seed_demo_activity(self.api_url, admin_openids[0]))
+        except ApiError as exc:
+            log.warning("seed: demo activity skipped (%s)", exc)
 
     def stop(self) -> None:
         """Stops everything that started; safe to call twice or after a failed start."""

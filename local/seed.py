@@ -45,10 +45,13 @@ class ApiError(Exception):
 
 
 def call_api(base_url: str, method: str, path: str, body: Any = None,
-             token: str | None = None, timeout: float = 30, idempotency_key: str | None = None) -> Any:
+             token: str | None = None, timeout: float = 30, idempotency_key: str | None = None,
+             headers: dict[str, str] | None = None) -> Any:
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(base_url + path, data=data, method=method)
     request.add_header("Content-Type", "application/json")
+    for name, value in (headers or {}).items():
+        request.add_header(name, value)
     if token:
         request.add_header("Authorization", f"Bearer {token}")
     if idempotency_key:
@@ -133,3 +136,28 @@ def seed_demo_points(base_url: str, resident: DemoResident = DEMO_RESIDENTS[0]) 
         bootstrap.ledger().transfer(derived_id("tr", "demo-points", account, asset), ISSUANCE, account, asset, amount,
                                     kind="grant", memo="演示积分")
     return f"demo points: {resident.openid} " + ", ".join(f"{asset} {amount}" for asset, amount in DEMO_POINTS)
+DEMO_ACTIVITY_TITLE = "社区环境清洁日（演示）"
+
+
+def seed_demo_activity(base_url: str, admin_openid: str) -> str:
+    """One published community activity (tomorrow 09:00–11:00, 志愿时 per hour attended, insured),
+    through the admin API; skipped while an upcoming one of that title exists."""
+    from datetime import datetime, timedelta, timezone
+
+    try:
+        admin_token = login(base_url, admin_openid)["token"]
+    except ApiError as exc:
+        return f"demo activity: login not available yet ({exc.status}), skipped"
+    upcoming = call_api(base_url, "GET", "/v1/activities?status=upcoming&limit=100", token=admin_token)["items"]
+    existing = next((a for a in upcoming if a["title"] == DEMO_ACTIVITY_TITLE), None)
+    if existing is not None:
+        return f"demo activity: {existing['id']} (already published)"
+    china = timezone(timedelta(hours=8))
+    day = (datetime.now(china) + timedelta(days=1)).date()
+    start = datetime(day.year, day.month, day.day, 9, 0, tzinfo=china)
+    body = {"title": DEMO_ACTIVITY_TITLE, "description": "清理楼道与绿地，工具由物业提供", "place": "社区中心广场",
+            "start_at": start.isoformat(), "end_at": (start + timedelta(hours=2)).isoformat(), "capacity": 30,
+            "asset": "volunteer", "award": {"mode": "per_hour", "minutes": 60}, "requires_insurance": True}
+    created = call_api(base_url, "POST", "/v1/admin/activities", body, token=admin_token,
+                       headers={"Idempotency-Key": f"demo-activity-{day.isoformat()}"})
+    return f"demo activity: {created['id']} published"

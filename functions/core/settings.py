@@ -55,6 +55,16 @@ class Settings:
     no_show_action: str = "release"
     overdue_after_hours: int = 12
     overdue_action: str = "flag"
+    # Family rules: residents at least this old may be served through a proxy (亲情代理).
+    proxy_elderly_age: int = 60
+    # Risk controls (0 switches a limit off): per volunteer per day, per pair of households per
+    # day; flags for repeated pairs within a window and for services both ways in a short time.
+    risk_daily_minutes: int = 480
+    risk_daily_services: int = 6
+    risk_pair_daily: int = 2
+    risk_repeated_pair_count: int = 5
+    risk_flag_window_days: int = 7
+    risk_rapid_cycle_hours: int = 24
     queue_urls: dict[str, str] = field(default_factory=dict)
     # Point kinds: the [assets] table of the community file (functions.ledger.model.point_kinds_from).
     assets: dict = field(default_factory=dict)
@@ -141,6 +151,13 @@ def get_settings() -> Settings:
         no_show_action=os.environ.get("TIMEBANK_NO_SHOW_ACTION", "release"),
         overdue_after_hours=_int("TIMEBANK_OVERDUE_AFTER_HOURS", 12),
         overdue_action=os.environ.get("TIMEBANK_OVERDUE_ACTION", "flag"),
+        proxy_elderly_age=_int("TIMEBANK_PROXY_ELDERLY_AGE", 60),
+        risk_daily_minutes=_int("TIMEBANK_RISK_DAILY_MINUTES", 480),
+        risk_daily_services=_int("TIMEBANK_RISK_DAILY_SERVICES", 6),
+        risk_pair_daily=_int("TIMEBANK_RISK_PAIR_DAILY", 2),
+        risk_repeated_pair_count=_int("TIMEBANK_RISK_REPEATED_PAIR_COUNT", 5),
+        risk_flag_window_days=_int("TIMEBANK_RISK_FLAG_WINDOW_DAYS", 7),
+        risk_rapid_cycle_hours=_int("TIMEBANK_RISK_RAPID_CYCLE_HOURS", 24),
         queue_urls=queue_urls,
         assets=_json_object("TIMEBANK_ASSETS"),
         min_redeem_age=_int("TIMEBANK_MIN_REDEEM_AGE", 0),

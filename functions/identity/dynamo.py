@@ -12,6 +12,9 @@ Tables (names ``timebank-<community>-<logical>``):
                         registered, starting-credits mark.
 - ``household-relatives`` (household_id, relative_household_id): one side's declaration; index
                         ``by-relative`` lists who declared a household.
+- ``reputation-marks``  ``<resident>#<request>#<outcome>``: each outcome of a request counted once
+                        in the resident's reputation counters (kept on the member item, ADDed in
+                        the same transaction as the mark).
 """
 from __future__ import annotations
 
@@ -19,18 +22,19 @@ from datetime import datetime
 from typing import Any
 
 from pynamodb.attributes import NumberAttribute, UnicodeAttribute, UnicodeSetAttribute
-from pynamodb.exceptions import TransactWriteError
+from pynamodb.exceptions import TransactWriteError, UpdateError
 from pynamodb.indexes import GlobalSecondaryIndex
 from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
 from functions.adapters.dynamo import (CONFLICT_RETRIES, Update, bad_cursor, cancelled_by_condition,
-                                       dt as _dt, index_meta, iso as _iso, make_meta, new_transaction,
-                                       retry_on_conflict, table)
+                                       condition_failed, dt as _dt, index_meta, iso as _iso, make_meta,
+                                       new_transaction, only_conflicts, retry_on_conflict, table)
 from functions.core.errors import AlreadyExists, Conflict, LimitExceeded
+from functions.core import clock
 from functions.identity.model import (
-    KIND_DEPENDANT, KIND_RESIDENT, ROLE_RESIDENT, Address, Dependant, Household, Login, Member, RelativeDeclaration,
-    Resident,
+    KIND_DEPENDANT, KIND_RESIDENT, NO_SHOW, ROLE_RESIDENT, VERIFIED, Address, Dependant, Household, Login, Member,
+    RelativeDeclaration, Reputation, ReputationChange, Resident,
 )
 
 
@@ -86,6 +90,12 @@ class MemberItem(Model):
     relation = UnicodeAttribute(null=True)
     created_by = UnicodeAttribute(null=True)
     content_hash = UnicodeAttribute(null=True)
+    # family role and reputation (residents)
+    proxy_since = UnicodeAttribute(null=True)
+    rep_completed = NumberAttribute(null=True)
+    rep_no_shows = NumberAttribute(null=True)
+    rep_rating_sum = NumberAttribute(null=True)
+    rep_rating_count = NumberAttribute(null=True)
 
     by_member_id = MemberByMemberId()
     by_status = MemberByStatus()
@@ -132,6 +142,16 @@ class RelativeItem(Model):
     by_relative = RelativeByRelative()
 
 
+@table
+class ReputationMarkItem(Model):
+    Meta = make_meta("reputation-marks")
+    mark = UnicodeAttribute(hash_key=True)
+    resident_id = UnicodeAttribute()
+    request_id = UnicodeAttribute()
+    outcome = UnicodeAttribute()
+    counted_at = UnicodeAttribute()
+
+
 # --- conversions -----------------------------------------------------------------------------
 
 
@@ -142,7 +162,10 @@ def _member(record: MemberItem) -> Member:
             phone=record.phone or "", address=Address(record.building or "", record.unit or "", record.room or ""),
             birth_year=int(record.birth_year), status=record.status or "", roles=frozenset(record.roles or ()),
             created_at=_dt(record.created_at), reviewed_at=_dt(record.reviewed_at),
-            reviewed_by=record.reviewed_by, rejection_reason=record.rejection_reason)
+            reviewed_by=record.reviewed_by, rejection_reason=record.rejection_reason,
+            proxy_since=_dt(record.proxy_since),
+            reputation=Reputation(int(record.rep_completed or 0), int(record.rep_no_shows or 0),
+                                  int(record.rep_rating_sum or 0), int(record.rep_rating_count or 0)))
     return Dependant(
         id=record.member_id, household_id=record.household_id, name=record.name,
         birth_year=int(record.birth_year), relation=record.relation or "", created_by=record.created_by or "",
@@ -310,6 +333,42 @@ class DynamoIdentityStore:
                       condition=MemberItem.member_id.exists())
             tx.update(LoginItem(resident.openid), actions=[LoginItem.roles.set(set(roles))],
                       condition=LoginItem.resident_id == resident.id)
+
+    def set_proxy(self, resident: Resident) -> bool:
+        """Name (``proxy_since`` set; only while verified) or withdraw (None) a proxy."""
+        item = MemberItem(resident.household_id, resident.id)
+        try:
+            if resident.proxy_since is not None:
+                item.update(actions=[MemberItem.proxy_since.set(_iso(resident.proxy_since))],
+                            condition=(MemberItem.kind == KIND_RESIDENT) & (MemberItem.status == VERIFIED))
+            else:
+                item.update(actions=[MemberItem.proxy_since.remove()], condition=MemberItem.member_id.exists())
+        except UpdateError as error:
+            if condition_failed(error):
+                return False
+            raise
+        return True
+
+    def add_reputation(self, change: ReputationChange) -> bool:
+        """Count one outcome: the mark (once, forever) and the counters in one transaction;
+        False when the mark existed (a redelivered event) or the resident is gone."""
+        no_show = change.outcome == NO_SHOW
+        actions = [MemberItem.rep_no_shows.add(1)] if no_show else [MemberItem.rep_completed.add(1)]
+        if not no_show and change.rating is not None:
+            actions += [MemberItem.rep_rating_sum.add(change.rating), MemberItem.rep_rating_count.add(1)]
+        try:
+            with self._tx() as tx:
+                tx.save(ReputationMarkItem(change.mark, resident_id=change.resident_id,
+                                           request_id=change.request_id, outcome=change.outcome,
+                                           counted_at=_iso(clock.now())),
+                        condition=ReputationMarkItem.mark.does_not_exist())
+                tx.update(MemberItem(change.household_id, change.resident_id), actions=actions,
+                          condition=MemberItem.kind == KIND_RESIDENT)
+        except TransactWriteError as error:
+            if only_conflicts(error):
+                raise Conflict("操作冲突，请重试") from error  # the queue retries the message
+            return False
+        return True
 
     def list_residents_by_status(self, status: str, limit: int,
                                  cursor: dict[str, Any] | None) -> tuple[list[Resident], dict[str, Any] | None]:

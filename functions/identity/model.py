@@ -9,9 +9,10 @@ import re
 import unicodedata
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Iterable
+from fractions import Fraction
+from typing import Any, Iterable, Mapping
 
-from functions.core.errors import Forbidden, InvalidState
+from functions.core.errors import BusinessRuleViolation, Forbidden, InvalidState
 from functions.core.ids import derived_id
 
 # --- statuses and roles ---------------------------------------------------------------
@@ -103,6 +104,82 @@ def address_key(community_id: str, address: Address) -> str:
 
 
 @dataclass(frozen=True)
+class Reputation:
+    """What a resident's reputation (0–100, never an asset) is computed from: services completed
+    as the volunteer, the ratings they got, and no-shows. Counters only, so the score does not
+    depend on the order events arrive in."""
+    completed: int = 0
+    no_shows: int = 0
+    rating_sum: int = 0
+    rating_count: int = 0
+
+    @property
+    def score(self) -> int:
+        """40 % reliability (completions against no-shows, one free completion as prior), 40 %
+        ratings (two 4-star ratings as prior), 20 % experience (up to 20 completions): a
+        newcomer starts at 70, one no-show in a short history weighs heavily, a long good
+        record approaches 100."""
+        reliability = Fraction(self.completed + 1, self.completed + self.no_shows + 1)
+        rating = (Fraction(self.rating_sum + 8, self.rating_count + 2) - 1) / 4
+        experience = Fraction(min(self.completed, REPUTATION_FULL_EXPERIENCE), REPUTATION_FULL_EXPERIENCE)
+        score = 100 * (Fraction(2, 5) * reliability + Fraction(2, 5) * rating + Fraction(1, 5) * experience)
+        return max(0, min(100, int(score + Fraction(1, 2))))
+
+
+REPUTATION_FULL_EXPERIENCE = 20
+
+# The request lifecycle's events reputation is fed by (``functions.requests.model`` defines
+# them; identity sits below requests, so it names them). ``request.no_show`` — or a
+# ``request.cancelled`` whose data says ``no_show: true`` — is the no-show outcome of issue 9.
+SETTLED_EVENT = "request.settled"
+CANCELLED_EVENT = "request.cancelled"
+NO_SHOW_EVENT = "request.no_show"
+REPUTATION_EVENTS: tuple[str, ...] = (SETTLED_EVENT, CANCELLED_EVENT, NO_SHOW_EVENT)
+COMPLETED, NO_SHOW = "completed", "no_show"
+
+
+@dataclass(frozen=True)
+class ReputationChange:
+    """One outcome of one request for one resident: applied once, whatever the redeliveries."""
+    resident_id: str
+    household_id: str | None
+    request_id: str
+    outcome: str                 # completed / no_show
+    rating: int | None = None
+
+    @property
+    def mark(self) -> str:
+        return f"{self.resident_id}#{self.request_id}#{self.outcome}"
+
+
+def reputation_change(event_type: str, subject: str, data: Mapping[str, Any]) -> ReputationChange | None:
+    """What a lifecycle event changes in the volunteer's reputation (None: nothing)."""
+    volunteer = data.get("volunteer_id")
+    if not isinstance(volunteer, str) or not volunteer:
+        return None
+    household = data.get("volunteer_household_id")
+    household = household if isinstance(household, str) and household else None
+    if event_type == SETTLED_EVENT:
+        if not data.get("credits_paid") and not data.get("minutes"):
+            return None  # settled for nothing (a refund resolved as pay 0): no completion to count
+        rating = data.get("rating")
+        rating = rating if isinstance(rating, int) and not isinstance(rating, bool) and 1 <= rating <= 5 else None
+        return ReputationChange(volunteer, household, subject, COMPLETED, rating)
+    if event_type == NO_SHOW_EVENT or (event_type == CANCELLED_EVENT and data.get("no_show") is True):
+        return ReputationChange(volunteer, household, subject, NO_SHOW)
+    return None
+
+
+def applied(reputation: Reputation, change: ReputationChange) -> Reputation:
+    if change.outcome == NO_SHOW:
+        return replace(reputation, no_shows=reputation.no_shows + 1)
+    rated = change.rating is not None
+    return replace(reputation, completed=reputation.completed + 1,
+                   rating_sum=reputation.rating_sum + (change.rating or 0),
+                   rating_count=reputation.rating_count + (1 if rated else 0))
+
+
+@dataclass(frozen=True)
 class Resident:
     id: str
     openid: str
@@ -117,6 +194,8 @@ class Resident:
     reviewed_at: datetime | None = None
     reviewed_by: str | None = None
     rejection_reason: str | None = None
+    proxy_since: datetime | None = None       # named 亲情代理 of the household
+    reputation: Reputation = field(default_factory=Reputation)
 
 
 @dataclass(frozen=True)
@@ -217,3 +296,57 @@ def are_relatives(own_household: str, other_household: str, declared: set[tuple[
     if own_household == other_household:
         return True
     return (own_household, other_household) in declared and (other_household, own_household) in declared
+
+
+# --- family rules: roles, proxies (亲情代理), age -------------------------------------------
+
+HEAD, MEMBER, PROXY = "head", "member", "proxy"
+
+
+class InvalidProxy(BusinessRuleViolation):
+    code = "INVALID_PROXY"
+    default_message = "只有本户已认证的居民可以担任亲情代理人"
+
+
+class AgeRestricted(BusinessRuleViolation):
+    code = "AGE_RESTRICTED"
+    default_message = "未达到本社区规定的年龄，暂不能进行此操作"
+
+
+def age_in(year: int, birth_year: int) -> int:
+    """Age by calendar year (birth dates are not collected: PIPL, collect only what is needed)."""
+    return year - birth_year
+
+
+def household_head(members: Iterable[Member]) -> str | None:
+    """The household's head: its earliest verified resident (the one whose verification
+    brought the starting credits, unless the household was imported)."""
+    residents = [m for m in members if isinstance(m, Resident) and m.status == VERIFIED]
+    if not residents:
+        return None
+    return min(residents, key=lambda r: (r.created_at, r.id)).id
+
+
+def role_in_household(member: Member, head_id: str | None) -> str:
+    if isinstance(member, Resident) and member.proxy_since is not None:
+        return PROXY
+    if isinstance(member, Resident) and member.id == head_id:
+        return HEAD
+    return MEMBER
+
+
+def may_be_served_by_proxy(member: Member, year: int, elderly_age: int) -> bool:
+    """A proxy acts for the household's dependants and its elderly residents."""
+    if isinstance(member, Dependant):
+        return True
+    return member.status != REJECTED and age_in(year, member.birth_year) >= elderly_age
+
+
+@dataclass(frozen=True)
+class ActingFor:
+    """A proxy (or an admin) acting for a member: ``caller`` is who the request is made as
+    (the member's household, the requester), ``proxy_id`` who acted."""
+    caller: Any
+    member_id: str
+    proxy_id: str
+    by_admin: bool

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Protocol, Sequence
 
-from functions.identity.model import Dependant, Household, Login, Member, RelativeDeclaration, Resident
+from functions.identity.model import (Dependant, Household, Login, Member, RelativeDeclaration, ReputationChange,
+                                     Resident)
 
 
 class IdentityStore(Protocol):
@@ -70,6 +71,11 @@ class IdentityStore(Protocol):
     def grant_role(self, openid: str, role: str) -> Any:
         """A write (``add_to(transaction)``) adding ``role`` to the login of ``openid``, creating
         the login item if the openid never logged in."""
+    def set_proxy(self, resident: Resident) -> bool:
+        """Store ``resident.proxy_since`` (naming needs the resident still verified); False if not."""
+
+    def add_reputation(self, change: ReputationChange) -> bool:
+        """Count ``change`` once (its mark and the counters together); False if counted before."""
 
 
 class StartingLedger(Protocol):

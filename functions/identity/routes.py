@@ -17,12 +17,19 @@ from functions.core import clock
 from functions.core.caller import Caller
 from functions.core.errors import (AlreadyExists, BusinessRuleViolation, Conflict, IdempotencyMismatch,
                                    InvalidState, LimitExceeded, NotFound, UpstreamError)
+from functions.core.events import parse_event
+from functions.core.messaging import QueueSpec, register_queue
 from functions.core.observability import actor_ref, logger
 from functions.core.validation import Id, Int, ListOf, Schema, Str
 from functions.core.web import Auth, RequestContext, json_response, page_body, route
-from functions.identity.model import MIN_BIRTH_YEAR, PENDING, PHONE_PATTERN, RELATIONS, ROLES, STATUSES, Resident
-from functions.identity.views import declaration_view, dependant_view, resident_view
+from functions.identity.model import (MIN_BIRTH_YEAR, PENDING, PHONE_PATTERN, PROXY, RELATIONS, REPUTATION_EVENTS,
+                                     ROLES, STATUSES, InvalidProxy, Resident)
+from functions.identity.views import declaration_view, dependant_view, member_summary, resident_view
 from functions.identity.wechat import InvalidLoginCode, LoginBlocked, LoginRateLimited
+
+REPUTATION = register_queue(QueueSpec("reputation",
+                                      purpose="settled services and no-shows → the volunteer's reputation",
+                                      events=REPUTATION_EVENTS))
 
 identity_bp = Blueprint(__name__)
 
@@ -55,6 +62,8 @@ DEPENDANT = Schema({"name": Str(max_len=40, label="姓名"), "birth_year": BIRTH
 RELATIVE = Schema({"household_id": Id(max_len=100, label="住户"), "relation": RELATION}, name="NewRelative")
 ROLES_BODY = Schema({"roles": ListOf(Str(choices=ROLES), max_items=len(ROLES), unique=True, label="角色")},
                     name="RolesChange")
+PROXY_BODY = Schema({"member_id": Id(max_len=100, label="成员")}, name="NewProxy",
+                    description="a verified resident of the caller's household, named 亲情代理")
 REJECTION = Schema({"reason": Str(max_len=200, label="驳回原因")}, name="Rejection")
 RESIDENT_QUERY = Schema({"status": Str(choices=STATUSES, required=False, label="状态")})
 
@@ -150,6 +159,39 @@ def withdraw_relative(ctx: RequestContext, household_id: str) -> Response:
     """Withdraw this household's declaration."""
     bootstrap.identity().withdraw_relative(ctx.caller, household_id)
     return Response(body="", status_code=204)
+
+
+@route(identity_bp, "/v1/households/mine/proxies", methods=["POST"], auth=Auth.VERIFIED, status=201,
+       body=PROXY_BODY, response="HouseholdResident", responses={200: "HouseholdResident"},
+       errors=(NotFound, InvalidProxy))
+def name_proxy(ctx: RequestContext) -> Any:
+    """Name a verified member 亲情代理: they may post and confirm for the household's dependants and elderly."""
+    resident, created = bootstrap.identity().name_proxy(ctx.caller, ctx.data["member_id"])
+    view = member_summary(resident, PROXY, False)
+    view.pop("head")  # the household view tells who the head is
+    return view if created else json_response(view, 200)
+
+
+@route(identity_bp, "/v1/households/mine/proxies/{member_id}", methods=["DELETE"], auth=Auth.VERIFIED,
+       status=204, path_params={"member_id": Id(max_len=100)})
+def withdraw_proxy(ctx: RequestContext, member_id: str) -> Response:
+    """The member is no longer the household's proxy."""
+    bootstrap.identity().withdraw_proxy(ctx.caller, member_id)
+    return Response(body="", status_code=204)
+
+
+# --- reputation ------------------------------------------------------------------------------
+
+
+@identity_bp.on_sqs_message(queue=REPUTATION.name, batch_size=REPUTATION.batch_size, name="reputation-scores")
+def reputation_scores(event: Any) -> dict[str, Any]:
+    """Settled services (completion, rating) and no-shows → the volunteer's reputation, once per
+    (request, outcome)."""
+    from functions.core.queue_consumer import process_queue_batch
+
+    service = bootstrap.identity()
+    return process_queue_batch(event.to_dict(), event.context, REPUTATION.logical_name,
+                               lambda message: service.record_reputation(parse_event(message)))
 
 
 # --- administration ------------------------------------------------------------------------

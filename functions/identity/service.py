@@ -15,12 +15,16 @@ from functions.core.errors import (
     AlreadyExists, BusinessRuleViolation, Conflict, Forbidden, IdempotencyMismatch, InvalidState, NotFound,
     NotRelative, NotVerified,
 )
+from functions.core.events import DomainEvent
 from functions.core.ids import content_hash, derived_id, new_id
 from functions.core.caller import Caller
+from functions.core.observability import logger, openid_hash
+from functions.core.validation import field_error
 from functions.identity.model import (
-    PENDING, REJECTED, ROLE_RESIDENT, ROLES, VERIFIED, Address, Dependant, Household, Login, Member, NotRegistered,
-    RelativeDeclaration, Resident, address_key, effective_roles, reject_changes, rejected, verified,
-    verify_changes,
+    PENDING, REJECTED, ROLE_RESIDENT, ROLES, VERIFIED, ActingFor, Address, AgeRestricted, Dependant, Household,
+    InvalidProxy, Login, Member, NotRegistered, RelativeDeclaration, Resident, address_key, age_in, effective_roles,
+    household_head, may_be_served_by_proxy, reject_changes, rejected, reputation_change,
+    role_in_household, verified, verify_changes,
 )
 from functions.identity.ports import IdentityStore, StartingLedger
 from functions.identity.views import declaration_view, dependant_view, household_view, member_summary
@@ -49,6 +53,7 @@ class IdentityConfig:
     community_id: str
     admin_openids: tuple[str, ...]
     starting_credits: int
+    elderly_age: int = 60
 
 
 class IdentityService:
@@ -116,11 +121,13 @@ class IdentityService:
             raise NotFound("未找到住户")
         view = household_view(household)
         if me.status != VERIFIED:
-            view.update(members=[member_summary(me)], relatives=[], relative_requests=[])
+            view.update(members=[member_summary(me, role_in_household(me, None))], relatives=[], relative_requests=[])
             return view
         members = [m for m in self.store.list_members(household.id)
                    if not (isinstance(m, Resident) and m.status == REJECTED)]
-        view["members"] = [member_summary(m) if isinstance(m, Resident) else dependant_view(m) for m in members]
+        head = household_head(members)
+        view["members"] = [member_summary(m, role_in_household(m, head), head == m.id) if isinstance(m, Resident)
+                           else dependant_view(m, role_in_household(m, head)) for m in members]
         declared = self.store.declarations_by(household.id)
         declared_ids = {d.relative_household_id for d in declared}
         incoming = self.store.declarations_of(household.id)
@@ -203,6 +210,105 @@ class IdentityService:
         if household_id == other_household_id:
             return True
         return len(self.store.declarations_between(household_id, other_household_id)) == 2
+
+    # --- 亲情代理: proxies for dependants and elderly residents ----------------------------------
+
+    def name_proxy(self, caller: Caller, member_id: str) -> tuple[Resident, bool]:
+        """Name a verified resident of the caller's household as its proxy; (resident, newly named)."""
+        me = self._verified_resident(caller)
+        member = self.member(me.household_id, member_id)
+        if member is None:
+            raise NotFound("不是本户成员", {"member_id": member_id})
+        if not isinstance(member, Resident) or member.status != VERIFIED:
+            raise InvalidProxy(details={"member_id": member_id})
+        if member.proxy_since is not None:
+            return member, False
+        named = replace(member, proxy_since=self._now())
+        if not self.store.set_proxy(named):
+            raise InvalidProxy(details={"member_id": member_id})  # no longer verified meanwhile
+        logger.info("proxy named", extra={"audit": True, "action": "household.proxy.name",
+                                          "actor": me.id, "member_id": member.id, "household_id": me.household_id})
+        return named, True
+
+    def withdraw_proxy(self, caller: Caller, member_id: str) -> None:
+        me = self._verified_resident(caller)
+        member = self.member(me.household_id, member_id)
+        if not isinstance(member, Resident) or member.proxy_since is None:
+            raise NotFound("该成员不是本户的亲情代理人", {"member_id": member_id})
+        self.store.set_proxy(replace(member, proxy_since=None))
+        logger.info("proxy withdrawn", extra={"audit": True, "action": "household.proxy.withdraw",
+                                              "actor": me.id, "member_id": member.id,
+                                              "household_id": me.household_id})
+
+    def act_for(self, caller: Caller, member_id: str) -> ActingFor:
+        """May ``caller`` act for ``member_id`` (``on_behalf_of``)? A named proxy of the member's
+        household, or an admin, for a dependant or an elderly resident. Returns who the act is
+        made as; 400 for a member that is not there, 403 for anyone else or anyone not served
+        through a proxy."""
+        own = self.member(caller.household_id, member_id) if caller.household_id else None
+        member = own if own is not None else (self._member_anywhere(member_id) if caller.is_admin else None)
+        if member is None:
+            raise field_error("on_behalf_of", "不是本户成员")
+        if member.id == caller.resident_id:
+            raise field_error("on_behalf_of", "不能代理自己")
+        if not may_be_served_by_proxy(member, self._now().year, self.config.elderly_age):
+            raise Forbidden("亲情代理只能为本户的家属或老人代办", {"member_id": member_id})
+        me = self.store.get_resident(member.household_id, caller.resident_id) if own is not None else None
+        if me is not None and me.status == VERIFIED and me.proxy_since is not None:
+            acting_as, proxy_id, by_admin = me.id, me.id, False
+        elif caller.is_admin:
+            acting_as, proxy_id, by_admin = self._requester_for(member), f"admin:{openid_hash(caller.openid)}", True
+        else:
+            raise Forbidden("您不是本户的亲情代理人", {"member_id": member_id})
+        effective = Caller(openid=caller.openid, resident_id=acting_as, household_id=member.household_id,
+                           status=VERIFIED, roles=caller.roles)
+        return ActingFor(caller=effective, member_id=member.id, proxy_id=proxy_id, by_admin=by_admin)
+
+    def _member_anywhere(self, member_id: str) -> Member | None:
+        if not member_id or len(member_id) > 100:
+            return None
+        found = self.store.find_member(member_id)
+        return self.member(found.household_id, found.id) if found is not None else None
+
+    def _requester_for(self, member: Member) -> str:
+        """Whom an admin's act for a member is made as: the member, or for a dependant (no
+        login) the household's proxy, else its head."""
+        if isinstance(member, Resident):
+            return member.id
+        members = self.store.list_members(member.household_id)
+        proxies = sorted((m for m in members if isinstance(m, Resident) and m.proxy_since is not None
+                          and m.status == VERIFIED), key=lambda m: (m.proxy_since, m.id))
+        chosen = proxies[0].id if proxies else household_head(members)
+        if chosen is None:
+            raise Forbidden("该住户没有可代办的已认证居民", {"member_id": member.id})
+        return chosen
+
+    # --- family rule: minimum age -------------------------------------------------------------
+
+    def check_age(self, caller: Caller, min_age: int) -> None:
+        """422 AGE_RESTRICTED below ``min_age`` (0 or less: no restriction). For redeeming and
+        converting (``settings.min_redeem_age``)."""
+        if min_age <= 0:
+            return
+        me = self.me(caller)
+        if age_in(self._now().year, me.birth_year) < min_age:
+            raise AgeRestricted(details={"min_age": min_age})
+
+    # --- reputation, from the request lifecycle's events ---------------------------------------
+
+    def record_reputation(self, event: DomainEvent) -> bool:
+        """One event of the ``reputation`` queue: True when it changed a score. Idempotent per
+        (request, outcome): the mark and the counters are one transaction."""
+        change = reputation_change(event.type, event.subject, event.data)
+        if change is None:
+            return False
+        household = change.household_id
+        if household is None:
+            found = self.store.find_member(change.resident_id)
+            if not isinstance(found, Resident):
+                return False  # not a resident of this community (never: volunteers are)
+            household = found.household_id
+        return self.store.add_reputation(replace(change, household_id=household))
 
     # --- lookups for other domains --------------------------------------------------------
 

@@ -21,6 +21,7 @@ def resident_view(resident: Resident, roles: Iterable[str] | None = None) -> dic
         "room": resident.address.room,
         "birth_year": resident.birth_year,
         "roles": sorted(roles if roles is not None else resident.roles),
+        "reputation": resident.reputation.score,
         "created_at": clock.isoformat(resident.created_at),
         "reviewed_at": clock.isoformat(resident.reviewed_at) if resident.reviewed_at else None,
     }
@@ -29,9 +30,10 @@ def resident_view(resident: Resident, roles: Iterable[str] | None = None) -> dic
     return view
 
 
-def member_summary(resident: Resident) -> dict[str, Any]:
-    """A resident as other members of the household see it (no address: it is the household's)."""
-    return {
+def member_summary(resident: Resident, role: str | None = None, head: bool = False) -> dict[str, Any]:
+    """A resident as other members of the household see it (no address: it is the household's);
+    ``role`` in the household: head / member / proxy (a proxy who is also the head: ``head`` true)."""
+    view = {
         "id": resident.id,
         "kind": KIND_RESIDENT,
         "household_id": resident.household_id,
@@ -40,10 +42,14 @@ def member_summary(resident: Resident) -> dict[str, Any]:
         "birth_year": resident.birth_year,
         "status": resident.status,
     }
+    if role is not None:
+        view.update(role=role, head=head,
+                    proxy_since=clock.isoformat(resident.proxy_since) if resident.proxy_since else None)
+    return view
 
 
-def dependant_view(dependant: Dependant) -> dict[str, Any]:
-    return {
+def dependant_view(dependant: Dependant, role: str | None = None) -> dict[str, Any]:
+    view = {
         "id": dependant.id,
         "kind": KIND_DEPENDANT,
         "household_id": dependant.household_id,
@@ -52,6 +58,9 @@ def dependant_view(dependant: Dependant) -> dict[str, Any]:
         "relation": dependant.relation,
         "created_at": clock.isoformat(dependant.created_at),
     }
+    if role is not None:
+        view["role"] = role
+    return view
 
 
 def household_view(household: Household) -> dict[str, Any]:

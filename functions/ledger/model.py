@@ -164,6 +164,10 @@ class Transfer:
     actor: str | None = None
     request_id: str | None = None
     debit_shard: int | None = None   # only for sharded debits pinned by the caller
+    # A credit taking a household past ``household_balance_cap``: "pool" pays it in full and
+    # moves the excess to the community pool in the same transaction (a ``cap_overflow`` leg);
+    # "refuse" refuses it (a resident's voluntary transfer must not donate by surprise).
+    cap_excess: str = "pool"
 
     op = OP_TRANSFER
 
@@ -308,6 +312,9 @@ class BalanceChange:
 
     ``min_available``: the item's ``available`` before the transaction must be >= this (the
     deepest the linked commands push it); ``max_available``: must be <= this (household cap).
+    ``cap_guard``: the cap condition rests on the balance the planner read (the overflow amount
+    was computed from it), so its failure means "the balance moved: plan again", not a refusal;
+    ``need`` is then the part of ``min_available`` that is the account's own limit.
     """
     physical: str
     asset: str
@@ -317,6 +324,8 @@ class BalanceChange:
     credits_pending: int = 0
     min_available: int | None = None
     max_available: int | None = None
+    cap_guard: bool = False
+    need: int | None = None
 
     @property
     def available_delta(self) -> int:

@@ -118,7 +118,10 @@ def create_transfer(ctx: RequestContext) -> dict[str, Any]:
     record = bootstrap.ledger().transfer(
         transfer_id=derived_id("tr", caller.resident_id, ctx.key), debit=debit, credit=credit,
         asset=asset, amount=body["amount"],
-        kind="donation" if credit == POOL else "transfer", memo=body.get("memo", ""), actor=caller.resident_id)
+        kind="donation" if credit == POOL else "transfer", memo=body.get("memo", ""), actor=caller.resident_id,
+        # A resident moving credits into a household at its cap is told so (LIMIT_EXCEEDED
+        # household_cap) rather than donating the excess without asking.
+        cap_excess="refuse")
     return transfer_view(record)
 
 

@@ -37,12 +37,19 @@ replay / refusal    + 1 GetItem / BatchGetItem to diagnose      —
 ``tests/integration/test_ledger_cost.py`` measures these numbers by counting every botocore
 API call (moto's ConsumedCapacity is a constant) and fails if they grow.
 
-Household cap (``settings.household_balance_cap``, 0 = none): a household's ``available`` of
-the ``service`` asset may not exceed the cap after a transfer or a post credits it — a
-condition in the same transaction (``available <= cap - inflow``), refused with
-``LimitExceeded`` (422). Releases of the household's own holds and reversals (corrections
-restoring an earlier state) are not capped. Redirecting the excess to the pool is the caller's
-policy: on ``LimitExceeded`` it may transfer the headroom and donate the rest.
+Household cap (``settings.household_balance_cap``, 0 = none; API.md "Family rules"): a credit
+(transfer or post) that would take a household's ``service`` ``available`` past the cap is paid
+in full, and the excess moves on to the community pool in the same transaction: the ledger
+adds a ``cap_overflow`` transfer household → pool (id ``<first command id>.cap``, linked with
+the batch). The amount comes from the household balance the planner read, so the condition
+pins what it was computed from — ``available <= cap - inflow`` (no overflow), ``available ==
+read`` (part of the inflow overflows) or ``available >= cap`` (all of it does) — and a commit
+refused because the balance moved in between is planned again from a fresh read (a few times,
+then 409). Two concurrent credits can therefore not both skip the overflow. A command with
+``cap_excess="refuse"`` (a resident's voluntary transfer) is refused instead with
+``LimitExceeded`` (422, ``details.limit = "household_cap"``). Releases of the household's own
+holds and reversals (corrections restoring an earlier state) are not capped. Replays return
+the caller's transfers (the overflow is in the statement, not in the result).
 
 Expiry (``PointKind.expires_after_days``, per community): every posted credit of an expiring
 asset to a resident or household account — a transfer, the post of a hold, a reversal — adds
@@ -71,9 +78,9 @@ from functions.core.errors import (Conflict, IdempotencyMismatch, InsufficientCr
                                    LimitExceeded, NotFound, TimebankError, ValidationError)
 from functions.core.ids import content_hash, derived_id
 from functions.core.validation import MAX_AMOUNT_MINUTES, Field, FieldError, Id, Str, amount_field
-from functions.ledger.accounts import (ESCROW, HOUSEHOLD, ISSUANCE, RESIDENT, Account, logical_id, parse_account,
+from functions.ledger.accounts import (ESCROW, HOUSEHOLD, ISSUANCE, POOL, RESIDENT, Account, logical_id, parse_account,
                                        physical_id, physical_ids, shard_for)
-from functions.ledger.model import (OP_PENDING, OP_POST, OP_REVERSAL, OP_VOID, PENDING, POSTED,
+from functions.ledger.model import (OP_PENDING, OP_POST, OP_REVERSAL, OP_TRANSFER, OP_VOID, PENDING, POSTED,
                                     POSTED_OPS, VOIDED, BalanceChange, BucketChange, Command, CommitRejected,
                                     ExpiringCredit, Hold, Plan, PointKind, PostPending, Resolution, Reverse, Totals,
                                     Transfer, TransferRecord, VoidPending)
@@ -85,6 +92,10 @@ MAX_BATCH = 20  # ≤ 4 items per command (transfer, marker, 2 balances): 80 + f
 MAX_TRANSACTION_ITEMS = 100  # DynamoDB's limit (moto does not enforce it): expiry buckets can add one per credit
 EXPIRING_KINDS = frozenset({RESIDENT, HOUSEHOLD})  # whose credits expire: people's, not merchants' or system's
 _EXPIRE_ATTEMPTS = 3
+CAP_REPLANS = 4  # plans of one command batch when a cap condition finds the household balance moved
+CAP_OVERFLOW_KIND = "cap_overflow"
+CAP_OVERFLOW_MEMO = "超出家庭余额上限，转入社区公益池"
+CAP_POLICIES = ("pool", "refuse")
 MAX_MEMO = 200
 MAX_TEXT = 200
 _KIND = re.compile(r"[a-z][a-z0-9_]{0,39}")
@@ -139,10 +150,20 @@ class _Leg:
     debits_pending: int = 0
     credits_pending: int = 0
     capped_inflow: bool = False
+    refuse_over_cap: bool = False
+    request_id: str | None = None
 
     @property
     def available_delta(self) -> int:
         return self.credits_posted - self.debits_posted - self.debits_pending
+
+
+def overflow_id(first_id: str, n: int, taken: Sequence[str] = ()) -> str:
+    """The id of a batch's n-th cap overflow transfer (1-based), derived from its first command."""
+    candidate = f"{first_id}.cap" if n == 1 else f"{first_id}.cap{n}"
+    if len(candidate) > 200 or candidate in taken:
+        return derived_id("tr", "cap", first_id, str(n))
+    return candidate
 
 
 class Ledger:
@@ -168,9 +189,10 @@ class Ledger:
     # --- the single operations --------------------------------------------------------------
     def transfer(self, transfer_id: str, debit: str, credit: str, asset: str = DEFAULT_ASSET,
                  amount: int = 0, kind: str = "transfer", memo: str = "", actor: str | None = None,
-                 request_id: str | None = None, also: Sequence[Any] = ()) -> TransferRecord:
-        return self.execute([Transfer(transfer_id, debit, credit, asset, amount, kind, memo, actor, request_id)],
-                            also)[0]
+                 request_id: str | None = None, also: Sequence[Any] = (), *,
+                 cap_excess: str = "pool") -> TransferRecord:
+        return self.execute([Transfer(transfer_id, debit, credit, asset, amount, kind, memo, actor, request_id,
+                                      cap_excess=cap_excess)], also)[0]
 
     def hold(self, transfer_id: str, debit: str, credit: str = ESCROW, asset: str = DEFAULT_ASSET,
              amount: int = 0, kind: str = "hold", memo: str = "", actor: str | None = None,
@@ -309,23 +331,31 @@ class Ledger:
     def _execute(self, commands: list[Command], also: list[Any], preloaded: dict[str, TransferRecord],
                  closes: Sequence[BucketChange] = ()) -> list[TransferRecord]:
         self._validate(commands, also)
-        try:
-            plan, records = self._plan(commands, also, preloaded)
-            plan.buckets.extend(closes)
-            if plan.item_count + len(also) > MAX_TRANSACTION_ITEMS:
-                raise _invalid("commands", f"at most {MAX_TRANSACTION_ITEMS} writes in one transaction")
-        except (InvalidState, InsufficientCredits, LimitExceeded, NotFound):
-            # Refused on what the planner read; a replay of a committed batch lands here too
-            # (its hold is no longer pending, its original already reversed).
-            replay = self._replay(commands)
-            if replay is not None:
-                return replay
-            raise
-        try:
-            self.store.commit(plan)
-        except CommitRejected as rejected:
-            return self._diagnose(commands, plan, rejected)
-        return records
+        for attempt in range(CAP_REPLANS):
+            try:
+                plan, records = self._plan(commands, also, preloaded)
+                plan.buckets.extend(closes)
+                if plan.item_count + len(also) > MAX_TRANSACTION_ITEMS:
+                    raise _invalid("commands", f"at most {MAX_TRANSACTION_ITEMS} writes in one transaction")
+            except (InvalidState, InsufficientCredits, LimitExceeded, NotFound):
+                # Refused on what the planner read; a replay of a committed batch lands here too
+                # (its hold is no longer pending, its original already reversed).
+                replay = self._replay(commands)
+                if replay is not None:
+                    return replay
+                raise
+            try:
+                self.store.commit(plan)
+            except CommitRejected as rejected:
+                if attempt < CAP_REPLANS - 1 and self._balance_moved(rejected):
+                    continue  # an overflow was computed from a balance that changed: plan again
+                return self._diagnose(commands, plan, rejected)
+            return records[:len(commands)]
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    @staticmethod
+    def _balance_moved(rejected: CommitRejected) -> bool:
+        return bool(rejected.failed) and all(isinstance(f, BalanceChange) and f.cap_guard for f in rejected.failed)
 
     def _validate(self, commands: list[Command], also: list[Any]) -> None:
         if not commands and not also:
@@ -378,6 +408,8 @@ class Ledger:
         _check_text(command.memo, "memo", MAX_MEMO)
         _check_text(command.actor, "actor")
         _check_text(command.request_id, "request_id")
+        if command.cap_excess not in CAP_POLICIES:
+            raise _invalid("cap_excess", f"must be one of {', '.join(CAP_POLICIES)}")
         if command.debit_shard is not None:
             if not debit.sharded or isinstance(command.debit_shard, bool) or \
                     not isinstance(command.debit_shard, int) or not 0 <= command.debit_shard < self.shards:
@@ -402,6 +434,13 @@ class Ledger:
         records: list[TransferRecord] = []
         legs: list[_Leg] = []
         escrow_shard_posted: dict[str, int] = {}  # asset -> escrow shard a batch's post credited
+        # What the batch's earlier commands did to each balance item: a reversal batch may pay
+        # from an escrow shard that an earlier reversal of the same batch credits.
+        earlier: dict[tuple[str, str], int] = defaultdict(int)
+
+        def pick_shard(account: Account, asset: str, amount: int, transfer_id: str, pinned: int | None,
+                       preferred: int | None = None) -> int | None:
+            return self._debit_shard(account, asset, amount, transfer_id, pinned, preferred, earlier)
 
         for command in commands:
             common = dict(id=command.id, kind=command.kind, created_at=created_at,
@@ -412,7 +451,7 @@ class Ledger:
                 pinned = command.debit_shard
                 if pinned is None and debit.id == ESCROW:
                     pinned = escrow_shard_posted.get(command.asset)
-                debit_shard = self._debit_shard(debit, command.asset, command.amount, command.id, pinned)
+                debit_shard = pick_shard(debit, command.asset, command.amount, command.id, pinned)
                 credit_shard = shard_for(command.id, self.shards) if credit.sharded else None
                 pending = command.op == OP_PENDING
                 record = TransferRecord(
@@ -428,7 +467,8 @@ class Ledger:
                     legs.append(_Leg(physical_id(debit.id, debit_shard), debit, command.asset,
                                      debits_posted=command.amount))
                     legs.append(_Leg(physical_id(credit.id, credit_shard), credit, command.asset,
-                                     credits_posted=command.amount, capped_inflow=True))
+                                     credits_posted=command.amount, capped_inflow=True,
+                                     refuse_over_cap=command.cap_excess == "refuse", request_id=command.request_id))
             elif isinstance(command, (PostPending, VoidPending)):
                 held = loaded.get(command.pending_id)
                 if held is None or held.op != OP_PENDING:
@@ -451,7 +491,7 @@ class Ledger:
                     plan.resolutions.append(Resolution(held.id, command.id, status=POSTED, posted_amount=amount))
                     legs.append(_Leg(dphys, debit, held.asset, debits_pending=-held.amount, debits_posted=amount))
                     legs.append(_Leg(cphys, credit, held.asset, credits_pending=-held.amount,
-                                     credits_posted=amount, capped_inflow=True))
+                                     credits_posted=amount, capped_inflow=True, request_id=held.request_id))
                     if credit.id == ESCROW:
                         escrow_shard_posted[held.asset] = held.credit_shard  # type: ignore[assignment]
                 else:
@@ -474,8 +514,8 @@ class Ledger:
                                                      "reversed_by": original.reversed_by})
                 debit = parse_account(original.credit_account)
                 credit = parse_account(original.debit_account)
-                debit_shard = self._debit_shard(debit, original.asset, original.amount, command.id,
-                                                None, preferred=original.credit_shard)
+                debit_shard = pick_shard(debit, original.asset, original.amount, command.id,
+                                         None, preferred=original.credit_shard)
                 credit_shard = original.debit_shard
                 record = TransferRecord(
                     op=OP_REVERSAL, debit_account=debit.id, credit_account=credit.id, asset=original.asset,
@@ -489,8 +529,13 @@ class Ledger:
                                  credits_posted=original.amount))
             plan.puts.append(record)
             records.append(record)
+            for leg in legs[len(legs) - 2:]:
+                earlier[(leg.physical, leg.asset)] += leg.available_delta
 
-        plan.balances = self._merge(legs)
+        guards = self._cap_overflows(commands, legs, plan, records, common_for=lambda oid, t: dict(
+            id=oid, kind=t.kind, created_at=created_at, sort_key=f"{stamp}#{oid}",
+            content_hash=content_hash(*t.fingerprint()), actor=None, linked=linked))
+        plan.balances = self._merge(legs, guards)
         plan.buckets = self._buckets(legs, now)
         return plan, records
 
@@ -506,8 +551,70 @@ class Ledger:
                 added[(day, leg.account.id, leg.asset)] += leg.credits_posted
         return [BucketChange(day, account, asset, amount) for (day, account, asset), amount in added.items()]
 
+    def _cap_overflows(self, commands: list[Command], legs: list[_Leg], plan: Plan,
+                       records: list[TransferRecord], common_for: Any) -> dict[tuple[str, str], BalanceChange]:
+        """Add the ``cap_overflow`` transfers this batch needs and return, per capped household
+        item, the condition that keeps the planned amounts right (see the module docstring)."""
+        guards: dict[tuple[str, str], BalanceChange] = {}
+        if self.household_cap <= 0:
+            return guards
+        capped: dict[tuple[str, str], list[_Leg]] = defaultdict(list)
+        for leg in legs:
+            if leg.account.kind == HOUSEHOLD and leg.asset == DEFAULT_ASSET:
+                capped[(leg.physical, leg.asset)].append(leg)
+        candidates = {key: item_legs for key, item_legs in capped.items()
+                      if any(leg.capped_inflow for leg in item_legs)
+                      and sum(leg.available_delta for leg in item_legs) > 0}
+        if not candidates:
+            return guards
+        cap = self.household_cap
+        refusing = {key for key, item_legs in candidates.items() if any(leg.refuse_over_cap for leg in item_legs)}
+        for key in refusing:
+            net = sum(leg.available_delta for leg in candidates[key])
+            if net > cap:
+                raise self._cap_refusal(key[0], key[1])
+            guards[key] = BalanceChange(key[0], key[1], max_available=cap - net)
+        to_read = [key for key in candidates if key not in refusing]
+        current = self.store.get_balances(to_read) if to_read else {}
+        ids = [c.id for c in commands]
+        overflows: list[TransferRecord] = []
+        for key in to_read:
+            item_legs = candidates[key]
+            net = sum(leg.available_delta for leg in item_legs)
+            read = current.get(key, Totals()).available
+            if read + net <= cap:
+                guards[key] = BalanceChange(key[0], key[1], max_available=cap - net, cap_guard=True)
+                continue
+            if read >= cap:
+                excess = net
+                guards[key] = BalanceChange(key[0], key[1], min_available=cap, cap_guard=True)
+            else:
+                excess = read + net - cap
+                guards[key] = BalanceChange(key[0], key[1], min_available=read, max_available=read,
+                                            cap_guard=True)
+            account = item_legs[0].account
+            request_id = next((leg.request_id for leg in item_legs if leg.capped_inflow and leg.request_id), None)
+            oid = overflow_id(ids[0], len(overflows) + 1, ids)
+            command = Transfer(oid, account.id, POOL, key[1], excess, CAP_OVERFLOW_KIND, CAP_OVERFLOW_MEMO,
+                               None, request_id)
+            credit_shard = shard_for(oid, self.shards)
+            overflows.append(TransferRecord(
+                op=OP_TRANSFER, debit_account=account.id, credit_account=POOL, asset=key[1], amount=excess,
+                status=POSTED, memo=CAP_OVERFLOW_MEMO, request_id=request_id, debit_shard=None,
+                credit_shard=credit_shard, **common_for(oid, command)))
+            legs.append(_Leg(key[0], account, key[1], debits_posted=excess))
+            pool = parse_account(POOL)
+            legs.append(_Leg(physical_id(POOL, credit_shard), pool, key[1], credits_posted=excess))
+        if overflows:
+            linked = tuple(ids) + tuple(o.id for o in overflows)
+            relinked = [r.with_changes(linked=linked) for r in [*records, *overflows]]
+            plan.puts[:] = relinked
+            records[:] = relinked
+        return guards
+
     def _debit_shard(self, account: Account, asset: str, amount: int, transfer_id: str,
-                     pinned: int | None, preferred: int | None = None) -> int | None:
+                     pinned: int | None, preferred: int | None = None,
+                     earlier: dict[tuple[str, str], int] | None = None) -> int | None:
         if not account.sharded:
             return None
         if pinned is not None:
@@ -519,7 +626,7 @@ class Ledger:
         # picks the shard; the commit's condition is what guarantees it still holds enough.
         keys = [(physical_id(account.id, shard), asset) for shard in range(self.shards)]
         found = self.store.get_balances(keys)
-        available = [found.get(key, Totals()).available for key in keys]
+        available = [found.get(key, Totals()).available + (earlier or {}).get(key, 0) for key in keys]
         if available[first] >= amount:
             return first
         best = max(range(self.shards), key=lambda shard: available[shard])
@@ -529,7 +636,8 @@ class Ledger:
                                            "reason": "no single shard holds the amount"
                                            if sum(available) >= amount else "insufficient"})
 
-    def _merge(self, legs: list[_Leg]) -> list[BalanceChange]:
+    def _merge(self, legs: list[_Leg], guards: dict[tuple[str, str], BalanceChange] | None = None
+               ) -> list[BalanceChange]:
         """One update per balance item (a transaction may touch an item once), with the
         condition that reproduces applying the legs one after the other."""
         grouped: dict[tuple[str, str], list[_Leg]] = defaultdict(list)
@@ -548,13 +656,15 @@ class Ledger:
                 running += leg.available_delta
                 lowest = min(lowest, running)
             if account.limited and lowest < 0:
-                change.min_available = -lowest
-            net = change.available_delta
-            if (self.household_cap > 0 and account.kind == HOUSEHOLD and asset == DEFAULT_ASSET and net > 0
-                    and any(leg.capped_inflow for leg in item_legs)):
-                if net > self.household_cap:
-                    raise LimitExceeded("超出家庭账户余额上限", {"account": account.id, "cap": self.household_cap})
-                change.max_available = self.household_cap - net
+                change.min_available = change.need = -lowest
+            guard = (guards or {}).get((physical, asset))
+            if guard is not None:
+                change.cap_guard = guard.cap_guard
+                change.max_available = guard.max_available
+                if guard.min_available is not None:
+                    # A household never goes below 0: a floor of 0 is no condition (and would
+                    # fail on a balance item not yet written).
+                    change.min_available = max(change.min_available or 0, guard.min_available) or None
             if change.has_deltas or change.has_condition:
                 changes.append(change)
         return changes
@@ -571,9 +681,18 @@ class Ledger:
         for command in commands:
             record = stored.get(command.id)
             if record is None or record.content_hash != content_hash(*command.fingerprint()) \
-                    or record.linked != linked:
+                    or not self._same_batch(record.linked, ids, linked):
                 raise IdempotencyMismatch(details={"transfer_id": command.id})
         return [stored[i] for i in ids]
+
+    @staticmethod
+    def _same_batch(stored: tuple[str, ...], ids: list[str], linked: tuple[str, ...]) -> bool:
+        """The stored batch is this one, possibly with the cap overflows the ledger added."""
+        if stored == linked:
+            return True
+        extra = stored[len(ids):]
+        return bool(extra) and stored[:len(ids)] == tuple(ids) and \
+            extra == tuple(overflow_id(ids[0], n, ids) for n in range(1, len(extra) + 1))
 
     def _diagnose(self, commands: list[Command], plan: Plan, rejected: CommitRejected) -> list[TransferRecord]:
         failed = rejected.failed
@@ -581,7 +700,8 @@ class Ledger:
             # A caller's own write refused (its state moved on): whatever the transfers say, the
             # batch is not the one that committed, and a replay answer would claim its writes
             # were applied. The caller decides again on what is stored.
-            if not isinstance(element, (TransferRecord, Resolution, BalanceChange, BucketChange)):
+            if not isinstance(element, (TransferRecord, Resolution, BalanceChange, BucketChange)) \
+                    and not callable(getattr(element, "refusal", None)):
                 raise InvalidState(details={"reason": "a linked write's condition failed"})
         if not failed or any(isinstance(f, TransferRecord) for f in failed):
             replay = self._replay(commands)
@@ -595,19 +715,33 @@ class Ledger:
         for element in failed:
             if isinstance(element, BucketChange):
                 raise InvalidState("该到期积分已处理", {"account": element.account, "day": element.day})
+        foreign = [f for f in failed if not isinstance(f, (TransferRecord, Resolution, BalanceChange, BucketChange))]
+        if foreign:
+            # A linked write that enforces a rule of its own (a risk counter) names its refusal.
+            raise foreign[0].refusal()
         for element in failed:
             if isinstance(element, BalanceChange):
                 raise self._balance_refusal(element)
         raise Conflict("账本并发冲突，请重试", {"reason": rejected.detail or "transaction cancelled"})
 
+    def _cap_refusal(self, physical: str, asset: str) -> LimitExceeded:
+        return LimitExceeded("超出家庭账户余额上限", {"limit": "household_cap", "account": logical_id(physical),
+                                                "asset": asset, "cap": self.household_cap})
+
     def _balance_refusal(self, change: BalanceChange) -> TimebankError:
         details = {"account": logical_id(change.physical), "asset": change.asset}
+        if change.cap_guard:
+            current = self.store.get_balances([(change.physical, change.asset)]).get(
+                (change.physical, change.asset), Totals())
+            if change.need is not None and current.available < change.need:
+                return InsufficientCredits(details=details)
+            return Conflict("账户余额变动频繁，请重试", {**details, "reason": "household balance kept changing"})
         if change.max_available is None:
             return InsufficientCredits(details=details)
         if change.min_available is None:
-            return LimitExceeded("超出家庭账户余额上限", {**details, "cap": self.household_cap})
+            return self._cap_refusal(change.physical, change.asset)
         current = self.store.get_balances([(change.physical, change.asset)]).get(
             (change.physical, change.asset), Totals())
         if current.available < change.min_available:
             return InsufficientCredits(details=details)
-        return LimitExceeded("超出家庭账户余额上限", {**details, "cap": self.household_cap})
+        return self._cap_refusal(change.physical, change.asset)

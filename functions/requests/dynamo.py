@@ -109,6 +109,7 @@ class RequestItem(Model):
     open_until = UnicodeAttribute(null=True)
     overdue_flagged_at = UnicodeAttribute(null=True)
     no_shows = NumberAttribute(default=0)
+    proxy_id = UnicodeAttribute(null=True)
 
     by_status = RequestByStatus()
     by_status_category = RequestByStatusCategory()

@@ -247,6 +247,7 @@ class ServiceRequest:
     open_until: datetime | None = None  # released after a no-show: open to others until the booked end
     overdue_flagged_at: datetime | None = None  # in service long past its end, waiting for an admin
     no_shows: int = 0                  # volunteers who accepted and never came
+    proxy_id: str | None = None        # 亲情代理 who posted it for the beneficiary (on_behalf_of)
 
     @property
     def booked_end(self) -> datetime:
@@ -401,7 +402,7 @@ def posted_event(request: ServiceRequest) -> DomainEvent:
     return new_event(POSTED_EVENT, request.id, request.created_at, {
         "category": request.category, "household_id": request.household_id,
         "start_at": _iso(request.start_at), "duration_minutes": request.duration_minutes,
-        "credits_held": request.credits_held})
+        "credits_held": request.credits_held, "proxy_id": request.proxy_id})
 
 
 def accepted_event(request: ServiceRequest) -> DomainEvent:

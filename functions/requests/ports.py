@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Iterator, Protocol, Sequence
 
+from functions.core.caller import Caller
 from functions.ledger.model import TransferRecord
 from functions.requests.model import Category, ServiceRequest
 
@@ -72,6 +73,17 @@ class InsuranceRegister(Protocol):
 
 class Households(Protocol):
     def has_member(self, household_id: str | None, member_id: str | None) -> bool: ...
+
+    def act_for(self, caller: Caller, member_id: str) -> Any:
+        """``identity.model.ActingFor`` if the caller may act for the member (a named 亲情代理
+        of the member's household, or an admin); 400 / 403 otherwise."""
+
+
+class RiskControls(Protocol):
+    def settlement_writes(self, request: ServiceRequest, amount: int, at: datetime) -> list[Any]:
+        """The writes that enforce the community's limits on paying ``amount`` for ``request``
+        (conditional counters joining the settlement's transaction); refusals the use case can
+        tell beforehand are raised here (422 ``OWN_REQUEST``, ``LIMIT_EXCEEDED``)."""
 
 
 class EvidenceUploads(Protocol):

@@ -8,6 +8,7 @@ from chalice import Blueprint, Rate
 
 from functions import bootstrap
 from functions.core.errors import Conflict, Forbidden, InsufficientCredits, InvalidState, LimitExceeded, NotFound
+from functions.core.observability import logger, openid_hash
 from functions.core.validation import Int, Schema, Str, Timestamp
 from functions.core.web import Auth, RequestContext, page_body, route
 from functions.requests.model import (CATEGORY_CHANGES, MAX_SERVICE_MINUTES, STATUSES, AlreadyAccepted, Backdated,
@@ -31,6 +32,8 @@ NEW_REQUEST = Schema({
     "duration_minutes": Int(min=1, max=MAX_SERVICE_MINUTES, label="服务时长"),
     "beneficiary_member_id": Str(max_len=64, required=False, label="受助人"),
     "from": Str(choices=("household", "resident"), required=False, label="付款账户"),
+    "on_behalf_of": Str(max_len=64, required=False, label="代办对象",
+                        description="亲情代理: the dependant or elderly member a proxy (or an admin) posts for"),
 }, name="NewServiceRequest", example={"category": "tutoring", "title": "辅导三年级数学",
                                       "description": "周末两小时，在我家", "start_at": "2026-12-05T09:00:00+08:00",
                                       "duration_minutes": 120})
@@ -38,7 +41,10 @@ CHECK_IN = Schema({"evidence_key": EVIDENCE_KEY}, name="CheckIn")
 COMPLETE = Schema({"minutes": Int(min=1, max=MAX_SERVICE_MINUTES, label="服务分钟"), "evidence_key": EVIDENCE_KEY},
                   name="Completion")
 CONFIRM = Schema({"rating": Int(min=1, max=5, required=False, label="评分"),
-                  "comment": Str(max_len=500, required=False, label="评价")}, name="Confirmation")
+                  "comment": Str(max_len=500, required=False, label="评价"),
+                  "on_behalf_of": Str(max_len=64, required=False, label="代办对象",
+                                      description="亲情代理: confirm for the request's beneficiary")},
+                 name="Confirmation")
 RESOLVE = Schema({"outcome": Str(choices=("pay", "refund"), label="处理结果"),
                   "minutes": Int(min=0, max=MAX_SERVICE_MINUTES, required=False, label="认定分钟"),
                   "reason": Str(max_len=500, label="原因")}, name="Resolution")
@@ -66,17 +72,28 @@ def update_category(ctx: RequestContext, category_id: str) -> dict:
 
 # --- requests -----------------------------------------------------------------------------
 
-@route(requests_bp, "/v1/requests", methods=["POST"], auth=Auth.VERIFIED, status=201, body=NEW_REQUEST,
+def _proxy_audit(action: str, ctx: RequestContext, request: Any) -> None:
+    """A 亲情代理 act, as a structured id-only log line (the audit log of issue 12 can consume
+    it; the request itself keeps ``proxy_id`` and ``closed_by``)."""
+    logger.info("proxy action", extra={"audit": True, "action": action, "request_id": request.id,
+                                       "member_id": ctx.data.get("on_behalf_of"), "proxy_id": request.proxy_id,
+                                       "actor": ctx.caller.resident_id or openid_hash(ctx.caller.openid)})
+
+
+@route(requests_bp, "/v1/requests", methods=["POST"], auth=Auth.VERIFIED_OR_ADMIN, status=201, body=NEW_REQUEST,
        idempotency="required", response="ServiceRequest",
-       errors=(NotFound, Conflict, InsufficientCredits))
+       errors=(Forbidden, NotFound, Conflict, InsufficientCredits))
 def post_request(ctx: RequestContext) -> dict:
     """Post a need; the hold is taken from the household (or, with from = resident, the personal) account."""
     body = ctx.data
     new = NewRequest(category=body["category"], title=body["title"], description=body["description"],
                      start_at=body["start_at"], duration_minutes=body["duration_minutes"],
                      beneficiary_member_id=body.get("beneficiary_member_id"),
-                     pay_from_resident=body.get("from") == "resident")
-    return request_view(bootstrap.requests().post(ctx.caller, new, ctx.key))
+                     pay_from_resident=body.get("from") == "resident", on_behalf_of=body.get("on_behalf_of"))
+    posted = bootstrap.requests().post(ctx.caller, new, ctx.key)
+    if new.on_behalf_of:
+        _proxy_audit("request.post", ctx, posted)
+    return request_view(posted)
 
 
 @route(requests_bp, "/v1/requests", auth=Auth.VERIFIED, query=FEED_QUERY, paged=True, errors=(NotFound,),
@@ -130,11 +147,14 @@ def complete(ctx: RequestContext, request_id: str) -> dict:
 
 
 @route(requests_bp, "/v1/requests/{request_id}/confirm", methods=["POST"], auth=Auth.VERIFIED_OR_ADMIN,
-       body=CONFIRM, response="ServiceRequest", errors=(Forbidden, InvalidState, LimitExceeded))
+       body=CONFIRM, response="ServiceRequest", errors=(Forbidden, InvalidState, LimitExceeded, OwnRequest))
 def confirm(ctx: RequestContext, request_id: str) -> dict:
     """The requester's household (or an admin) confirms: the hold settles to the volunteer."""
-    return request_view(bootstrap.requests().confirm(ctx.caller, request_id, ctx.data.get("rating"),
-                                                     ctx.data.get("comment")))
+    settled = bootstrap.requests().confirm(ctx.caller, request_id, ctx.data.get("rating"), ctx.data.get("comment"),
+                                           on_behalf_of=ctx.data.get("on_behalf_of"))
+    if ctx.data.get("on_behalf_of"):
+        _proxy_audit("request.confirm", ctx, settled)
+    return request_view(settled)
 
 
 @route(requests_bp, "/v1/requests/{request_id}/cancel", methods=["POST"], auth=Auth.VERIFIED_OR_ADMIN,
@@ -161,7 +181,7 @@ def admin_requests(ctx: RequestContext) -> dict:
 
 
 @route(requests_bp, "/v1/admin/requests/{request_id}/resolve", methods=["POST"], auth=Auth.ADMIN, body=RESOLVE,
-       response="ServiceRequest", errors=(Forbidden, InvalidState, LimitExceeded),
+       response="ServiceRequest", errors=(Forbidden, InvalidState, LimitExceeded, OwnRequest),
        admin_action="request.resolve")
 def resolve(ctx: RequestContext, request_id: str) -> dict:
     """Resolve a dispute: pay (for the stated minutes) or refund."""

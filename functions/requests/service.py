@@ -17,17 +17,18 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from functions.core import clock
 from functions.core.caller import Caller
-from functions.core.errors import IdempotencyMismatch, InvalidState, NotFound, ValidationError
+from functions.core.errors import (BusinessRuleViolation, Forbidden, IdempotencyMismatch, InvalidState, NotFound,
+                                   NotVerified, ValidationError)
 from functions.core.events import DomainEvent, EventRelay, Outbox
 from functions.core.ids import content_hash, derived_id
 from functions.core.validation import field_error
-from functions.core.observability import count
+from functions.core.observability import count, logger
 from functions.ledger.accounts import ESCROW, household_account, resident_account
 from functions.requests import model as lc
 from functions.requests.model import (BUILTIN_CATEGORIES, Category, ServiceRequest, accepted_event, apply_changes,
                                       cancelled_event, credit_minutes, posted_event, settled_event)
 from functions.requests.ports import (CategoryStore, EvidenceUploads, Households, InsuranceRegister, Ledger,
-                                      RequestStore)
+                                      RequestStore, RiskControls)
 
 DEFAULT_AUTO_CONFIRM = timedelta(hours=48)
 
@@ -52,18 +53,22 @@ class NewRequest:
     duration_minutes: int
     beneficiary_member_id: str | None = None
     pay_from_resident: bool = False
+    on_behalf_of: str | None = None     # 亲情代理: the member a proxy (or an admin) posts for
 
 
 class RequestService:
     def __init__(self, store: RequestStore, ledger: Ledger, catalog: "CategoryCatalog", outbox: Outbox,
                  relay: EventRelay, *, insurance: InsuranceRegister, households: Households,
-                 evidence: EvidenceUploads, limits: lc.Limits = lc.Limits(), now: Callable[[], datetime] = clock.now):
+                 evidence: EvidenceUploads, risk: RiskControls | None = None, limits: lc.Limits = lc.Limits(),
+                 now: Callable[[], datetime] = clock.now):
         self.store, self.ledger, self.catalog, self.limits = store, ledger, catalog, limits
         self.outbox, self.relay = outbox, relay
         self.insurance, self.households, self.evidence, self.now = insurance, households, evidence, now
+        self.risk = risk
 
     # --- posting ----------------------------------------------------------------------------
     def post(self, caller: Caller, new: NewRequest, idempotency_key: str) -> ServiceRequest:
+        caller, new, proxy_id = self._as_proxy(caller, new)
         category = self.catalog.get(new.category)
         if new.duration_minutes > category.max_minutes:
             raise field_error("duration_minutes", f"{category.name}单次最长 {category.max_minutes} 分钟")
@@ -87,6 +92,7 @@ class RequestService:
             hold_transfer_id=derived_id("tr", "hold", request_id),
             credits_held=credit_minutes(category, new.duration_minutes),
             created_at=now, content_hash=fingerprint, beneficiary_member_id=new.beneficiary_member_id,
+            proxy_id=proxy_id,
         )
         event = posted_event(request)
         writes = [self.store.write(request), self.outbox.write(event)]
@@ -103,6 +109,22 @@ class RequestService:
             return self._replayed(self.store.get(request_id), fingerprint)
         self._published([event], "RequestPosted")
         return request
+
+    def _as_proxy(self, caller: Caller, new: NewRequest) -> tuple[Caller, NewRequest, str | None]:
+        """With ``on_behalf_of`` the request is made as the member's household (identity decides
+        who may act for whom); without it the caller posts for their own household."""
+        if not new.on_behalf_of:
+            if caller.household_id is None:
+                raise Forbidden("管理员代居民发布需求须指明 on_behalf_of")
+            if not caller.is_verified:
+                raise NotVerified()
+            return caller, new, None
+        acting = self.households.act_for(caller, new.on_behalf_of)
+        if new.beneficiary_member_id not in (None, acting.member_id):
+            raise field_error("beneficiary_member_id", "须与 on_behalf_of 为同一人")
+        if acting.by_admin and new.pay_from_resident:
+            raise field_error("from", "管理员代办只能从住户账户付款")
+        return acting.caller, replace(new, beneficiary_member_id=acting.member_id), acting.proxy_id
 
     @staticmethod
     def _replayed(existing: ServiceRequest, fingerprint: str) -> ServiceRequest:
@@ -164,10 +186,15 @@ class RequestService:
         self._verify_upload(request, evidence_key)
         return self.store.transition(request, changes)
 
-    def confirm(self, caller: Caller, request_id: str, rating: int | None, comment: str | None) -> ServiceRequest:
+    def confirm(self, caller: Caller, request_id: str, rating: int | None, comment: str | None,
+                on_behalf_of: str | None = None) -> ServiceRequest:
         request = self.store.get(request_id)
-        lc.may_confirm(request, caller)
         actor = caller.actor
+        if on_behalf_of:
+            if on_behalf_of not in (request.beneficiary_member_id, request.requester_id):
+                raise field_error("on_behalf_of", "不是该需求的受助人")
+            caller = self.households.act_for(caller, on_behalf_of).caller
+        lc.may_confirm(request, caller)
         return self.settle(request, request.completed_minutes or 0, actor,
                            extra={"rating": rating, "comment": comment})
 
@@ -186,6 +213,9 @@ class RequestService:
         settled = replace(request, **changes)
         event = settled_event(settled, changes["settled_at"])
         writes = [self.store.write(request, changes, expected_status=request.status), self.outbox.write(event)]
+        if self.risk is not None and amount > 0:
+            # The community's limits, as conditional counters inside this very transaction.
+            writes += self.risk.settlement_writes(settled, amount, changes["settled_at"])
         with _closed_by_another(request):
             if request.credits_held == 0:
                 self.ledger.execute([], also=writes)
@@ -275,6 +305,11 @@ class RequestService:
                 self.settle(request, request.completed_minutes or 0, "system", reason="超时自动确认")
                 count += 1
             except InvalidState:
+                continue
+            except BusinessRuleViolation as refused:
+                # A community limit (risk controls) refuses it today: it stays completed for an
+                # admin to resolve, and the next run tries again.
+                logger.info("auto-confirm refused", extra={"request_id": request.id, "code": refused.code})
                 continue
         return count
 

@@ -17,7 +17,7 @@ def request_view(request: ServiceRequest) -> dict[str, Any]:
         "title": request.title, "description": request.description,
         "start_at": iso(request.start_at), "duration_minutes": request.duration_minutes,
         "requester_id": request.requester_id, "household_id": request.household_id,
-        "beneficiary_member_id": request.beneficiary_member_id,
+        "beneficiary_member_id": request.beneficiary_member_id, "proxy_id": request.proxy_id,
         "volunteer_id": request.volunteer_id, "credits_held": request.credits_held,
         "credits_paid": request.credits_paid, "created_at": iso(request.created_at),
         "accepted_at": iso(request.accepted_at), "checked_in_at": iso(request.checked_in_at),

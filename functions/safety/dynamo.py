@@ -62,6 +62,7 @@ class InsuranceRecordItem(Model):
     status = UnicodeAttribute()
     created_at = UnicodeAttribute()
     cancelled_at = UnicodeAttribute(null=True)
+    activity_id = UnicodeAttribute(null=True)
 
     by_service_month = InsuranceRecordByServiceMonth()
 
@@ -74,7 +75,7 @@ def _to_item(record: InsuranceRecord) -> InsuranceRecordItem:
         service_month=record.service_date.strftime("%Y-%m"), duration_minutes=record.duration_minutes,
         covered_from=iso(record.covered_from), covered_to=iso(record.covered_to), insurer=record.insurer,
         policy_number=record.policy_number, status=record.status, created_at=iso(record.created_at),
-        cancelled_at=iso(record.cancelled_at) if record.cancelled_at else None,
+        cancelled_at=iso(record.cancelled_at) if record.cancelled_at else None, activity_id=record.activity_id,
     )
 
 
@@ -86,7 +87,7 @@ def _from_item(item: InsuranceRecordItem) -> InsuranceRecord:
         duration_minutes=int(item.duration_minutes), covered_from=parse(item.covered_from),
         covered_to=parse(item.covered_to), insurer=item.insurer, policy_number=item.policy_number,
         status=item.status, created_at=parse(item.created_at),
-        cancelled_at=parse(item.cancelled_at) if item.cancelled_at else None,
+        cancelled_at=parse(item.cancelled_at) if item.cancelled_at else None, activity_id=item.activity_id,
     )
 
 

@@ -98,6 +98,7 @@ class InsuranceRecord:
     status: str
     created_at: datetime
     cancelled_at: datetime | None = None
+    activity_id: str | None = None    # a participant of a community activity (request_id: the sign-up)
 
     @property
     def service_date(self) -> date:
@@ -124,6 +125,23 @@ def record_for(request: ServiceRequest, category_name: str, policy: InsurancePol
         insurer=policy.insurer, policy_number=policy.policy_number,
         status=CANCELLED if cancelled else ACTIVE, created_at=now, cancelled_at=now if cancelled else None,
     )
+
+
+ACTIVITY_CATEGORY = "activity"
+
+
+def record_for_signup(subject: str, activity_id: str, resident_id: str, title: str, start: datetime, end: datetime,
+                      policy: InsurancePolicy, now: datetime, active: bool) -> InsuranceRecord:
+    """A participant of an activity that requires insurance, insured for the activity's window
+    (keyed by the sign-up: ``<activity>.<resident>.<n>``)."""
+    duration = max(0, int((end - start).total_seconds() // 60))
+    covered_from, covered_to = covered_window(start, duration, policy.buffer)
+    return InsuranceRecord(
+        request_id=subject, volunteer_id=resident_id, category=ACTIVITY_CATEGORY,
+        category_name=f"社群活动：{title}"[:60], service_start=start, duration_minutes=duration,
+        covered_from=covered_from, covered_to=covered_to, insurer=policy.insurer, policy_number=policy.policy_number,
+        status=ACTIVE if active else CANCELLED, created_at=now, cancelled_at=None if active else now,
+        activity_id=activity_id)
 
 
 @dataclass(frozen=True)

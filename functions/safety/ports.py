@@ -30,6 +30,11 @@ class InsuranceRecordStore(Protocol):
         """Records whose service date is in ``days``, by service start; ``cursor`` continues."""
 
 
+class ActivitySignups(Protocol):
+    def is_active(self, activity_id: str, resident_id: str, seq: int) -> bool:
+        """Whether that sign-up (the resident's ``seq``-th for the activity) still stands."""
+
+
 class RequestReader(Protocol):
     def get(self, request_id: str) -> ServiceRequest:
         """Raises NotFound for an unknown id."""

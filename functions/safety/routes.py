@@ -12,13 +12,16 @@ from functions.core.events import parse_event
 from functions.core.messaging import QueueSpec, register_queue
 from functions.core.validation import Day, Int, Schema, Str
 from functions.core.web import Auth, RequestContext, page_body, route
+from functions.activities.model import SIGNED_UP_EVENT, SIGNUP_CANCELLED_EVENT
 from functions.requests.model import ACCEPTED_EVENT, CANCELLED_EVENT, RELEASED_EVENT
 from functions.safety.model import CONTENT_TYPES, MAX_UPLOAD_BYTES, export_range
 from functions.safety.views import access_entry_view, insurance_record_view, insured_list_csv
 
 INSURANCE = register_queue(QueueSpec("insurance",
-                                     purpose="accepted (and cancelled) services → one insurance record per request",
-                                     events=(ACCEPTED_EVENT, CANCELLED_EVENT, RELEASED_EVENT)))
+                                     purpose="accepted (and cancelled) services and activity sign-ups → one "
+                                             "insurance record each",
+                                     events=(ACCEPTED_EVENT, CANCELLED_EVENT, RELEASED_EVENT, SIGNED_UP_EVENT,
+                                             SIGNUP_CANCELLED_EVENT)))
 
 safety_bp = Blueprint(__name__)
 

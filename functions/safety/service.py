@@ -13,23 +13,27 @@ from functions.core.validation import field_error
 from functions.core.events import DomainEvent
 from functions.core.messaging import PoisonMessage
 from functions.core.observability import logger
+from functions.activities.model import SIGNED_UP_EVENT, SIGNUP_CANCELLED_EVENT
 from functions.requests import model as lc
 from functions.requests.model import ServiceRequest
 from functions.safety.model import (
     CONTENT_TYPES, DEFAULT_RETENTION_DAYS, EVIDENCE_KEY, MAX_EXPORT_ROWS, MAX_UPLOAD_BYTES, ROOT_PREFIX,
     REFERENCE_WINDOW, UPLOAD_EXPIRES_SECONDS, UPLOAD_STATES, USE_WINDOW, VIEW_EXPIRES_SECONDS, AccessLogEntry,
-    EvidenceExpired, EvidenceNotUploaded, EvidenceTooLarge, EvidenceWrongType, PendingUpload, ExportRange, InsuranceNotConfigured, InsurancePolicy, InsuranceRecord, StoredObject,
-    evidence_key, issued_at_of, record_for, request_prefix, viewer_ids, viewer_role,
+    EvidenceExpired, EvidenceNotUploaded, EvidenceTooLarge, EvidenceWrongType, ExportRange, InsuranceNotConfigured,
+    InsurancePolicy, InsuranceRecord, PendingUpload, StoredObject, evidence_key, issued_at_of, record_for,
+    record_for_signup, request_prefix, viewer_ids, viewer_role,
 )
-from functions.safety.ports import AccessLog, InsuranceRecordStore, ObjectStorage, RequestReader, UploadRegister
+from functions.safety.ports import (
+    AccessLog, ActivitySignups, InsuranceRecordStore, ObjectStorage, RequestReader, UploadRegister,
+)
 
 
 class InsuranceRegister:
     def __init__(self, store: InsuranceRecordStore, requests: RequestReader,
                  category_name: Callable[[str], str], policy: InsurancePolicy,
-                 now: Callable[[], datetime] = clock.now):
+                 now: Callable[[], datetime] = clock.now, signups: ActivitySignups | None = None):
         self.store, self.requests, self.category_name = store, requests, category_name
-        self.policy, self.now = policy, now
+        self.policy, self.now, self.signups = policy, now, signups
 
     def has_record(self, request_id: str) -> bool:
         return self.store.exists(request_id)
@@ -47,6 +51,10 @@ class InsuranceRegister:
             # else writes its own record in its accept's transaction.
             self.store.mark_cancelled(event.subject, self.now(), volunteer_id=event.data.get("volunteer_id"))
             return self.store.get(event.subject)
+        if event.type in (SIGNED_UP_EVENT, SIGNUP_CANCELLED_EVENT):
+            if not event.data.get("requires_insurance"):
+                return None
+            return self.record_signup(event) if event.type == SIGNED_UP_EVENT else self.record_signup_cancelled(event)
         raise PoisonMessage(f"insurance does not handle {event.type}")
 
     def record_write(self, accepted: ServiceRequest) -> Any:
@@ -61,6 +69,31 @@ class InsuranceRegister:
         record = record_for(accepted, self.category_name(accepted.category), self.policy, self.now())
         return self.store.record_write(record)
 
+    def record_signup(self, event: DomainEvent) -> InsuranceRecord:
+        """A participant of an activity that requires insurance: one record per sign-up. A
+        sign-up cancelled before this message came is written cancelled (as a service's is)."""
+        self.policy.require_configured()
+        data = event.data
+        try:
+            subject, resident, seq = str(data["subject"]), str(data["resident_id"]), int(data["seq"])
+            start, end = clock.parse_iso(data["start_at"]), clock.parse_iso(data["end_at"])
+        except (KeyError, TypeError, ValueError):
+            raise PoisonMessage("not an activity sign-up") from None
+        active = self.signups.is_active(event.subject, resident, seq) if self.signups is not None else True
+        record = record_for_signup(subject, event.subject, resident, str(data.get("title") or ""), start, end,
+                                   self.policy, self.now(), active)
+        if self.store.add(record):
+            return record
+        existing = self.store.get(subject)
+        assert existing is not None, "conditional put refused but no record found"
+        return existing
+
+    def record_signup_cancelled(self, event: DomainEvent) -> InsuranceRecord | None:
+        subject = event.data.get("subject")
+        if not isinstance(subject, str) or not subject:
+            raise PoisonMessage("not an activity sign-up")
+        self.store.mark_cancelled(subject, self.now())
+        return self.store.get(subject)
     def record_accepted(self, request_id: str) -> InsuranceRecord:
         """The queue's repair of an accept that left no record (none configured then, or accepted
         before records joined the accept's transaction). Idempotent: an existing record is kept."""

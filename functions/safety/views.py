@@ -26,6 +26,7 @@ COLUMNS = (
     ("status", "状态"),
     ("created_at", "登记时间"),
     ("cancelled_at", "取消时间"),
+    ("activity_id", "活动编号"),
 )
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 

@@ -29,6 +29,8 @@ BAD_IMPORTS = {
     "safety-uses-no-foreign-adapter": ("functions/safety/views.py", "import functions.requests.service"),
     "notifications-uses-no-foreign-adapter": ("functions/notifications/views.py", "import functions.safety.dynamo"),
     "rewards-uses-no-foreign-adapter": ("functions/rewards/views.py", "import functions.ledger.service"),
+    "activities-uses-no-foreign-adapter": ("functions/activities/views.py", "import functions.ledger.service"),
+    "risk-uses-no-foreign-adapter": ("functions/risk/views.py", "import functions.requests.dynamo"),
 }
 
 

@@ -17,6 +17,8 @@ EXTRAS = {
     "safety": {"s3.py"},
     "notifications": {"reminders.py", "wechat.py"},
     "rewards": {"zyh.py"},
+    "activities": {"codes.py", "reminders.py"},
+    "risk": set(),
 }
 NOT_DOMAINS = {"core", "adapters", "system", "__pycache__"}
 

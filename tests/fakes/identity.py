@@ -165,6 +165,25 @@ class InMemoryIdentityStore:
         self.logins[openid] = replace(login, token_version=login.token_version + 1)
         return login.token_version + 1
 
+    def set_proxy(self, resident: Resident) -> bool:
+        stored = self.members.get((resident.household_id, resident.id))
+        if not isinstance(stored, Resident) or (resident.proxy_since is not None and stored.status != "verified"):
+            return False
+        self.members[(resident.household_id, resident.id)] = replace(stored, proxy_since=resident.proxy_since)
+        return True
+
+    def add_reputation(self, change) -> bool:
+        from functions.identity.model import applied
+
+        marks = self.__dict__.setdefault("reputation_marks", set())
+        stored = self.members.get((change.household_id, change.resident_id))
+        if change.mark in marks or not isinstance(stored, Resident):
+            return False
+        marks.add(change.mark)
+        self.members[(change.household_id, change.resident_id)] = replace(
+            stored, reputation=applied(stored.reputation, change))
+        return True
+
 
 class InMemoryRoleGrant:
     """``grant_role``'s write, for in-memory transactions (``holds_in_memory``/``apply_in_memory``)."""

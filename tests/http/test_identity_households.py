@@ -25,7 +25,7 @@ def test_household_lists_residents_and_dependants_with_masked_phones(client):
     for member in body["members"]:
         by_kind.setdefault(member["kind"], []).append(member)
     assert sorted(m["phone"] for m in by_kind["resident"]) == ["138****5678", "139****1111"]
-    assert by_kind["dependant"] == [grandma]
+    assert by_kind["dependant"] == [{**grandma, "role": "member"}]
 
 
 def test_pending_resident_sees_only_itself(client):

@@ -81,6 +81,8 @@ AUTHENTICATED_ROUTES = [
     ("POST", "/v1/households/mine/members", {"name": "x", "birth_year": 1940, "relation": "parent"}),
     ("POST", "/v1/households/mine/relatives", {"household_id": "{hid}", "relation": "parent"}),
     ("DELETE", "/v1/households/mine/relatives/{hid}", None),
+    ("POST", "/v1/households/mine/proxies", {"member_id": "{rid}"}),
+    ("DELETE", "/v1/households/mine/proxies/{mid}", None),
     ("GET", "/v1/admin/residents", None),
     ("GET", "/v1/admin/residents/{rid}", None),
     ("POST", "/v1/admin/residents/{rid}/verify", None),
@@ -110,7 +112,7 @@ def test_missing_or_invalid_tokens_are_401_on_every_identity_route(client, subte
     for headers in BAD_AUTHORIZATION:
         for method, path, body in AUTHENTICATED_ROUTES:
             with subtests.test(headers=headers, method=method, path=path):
-                path = path.format(rid=resident["id"], hid=resident["household_id"])
+                path = path.format(rid=resident["id"], hid=resident["household_id"], mid=resident["id"])
                 response = client.http.request(method, path, headers=json_headers(headers), body=as_json(body))
                 assert_error(response, 401, "UNAUTHENTICATED")
     assert db_snapshot() == before
@@ -120,7 +122,8 @@ def test_every_authenticated_identity_route_is_covered(app):
     declared = {(method, path) for path, entries in app.routes.items() for method, entry in entries.items()
                 if entry.view_function.__module__ == "functions.identity.routes"}
     public = {("POST", "/v1/auth/wechat")}
-    covered = {(method, path.replace("{rid}", "{resident_id}").replace("{hid}", "{household_id}"))
+    covered = {(method, path.replace("{rid}", "{resident_id}").replace("{hid}", "{household_id}")
+               .replace("{mid}", "{member_id}"))
                for method, path, _ in AUTHENTICATED_ROUTES}
     assert declared - public == covered
 

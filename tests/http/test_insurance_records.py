@@ -74,7 +74,8 @@ def test_accepting_writes_one_record_per_service_and_check_in_needs_no_wait(worl
     # Ids only: no names, phones or addresses in the insured list of this API.
     assert set(first) == {"request_id", "volunteer_id", "category", "category_name", "service_start",
                           "service_date", "duration_minutes", "covered_from", "covered_to", "insurer",
-                          "policy_number", "status", "created_at", "cancelled_at"}
+                          "policy_number", "status", "created_at", "cancelled_at", "activity_id"}
+    assert first["activity_id"] is None
 
 
 def test_export_pages_and_filters_by_service_date(world):

@@ -121,6 +121,12 @@ def need(category: str, hours_ahead: int, minutes: int = 30) -> dict:
             "start_at": (NOW + timedelta(hours=hours_ahead)).isoformat(), "duration_minutes": minutes}
 
 
+def activity(start: datetime) -> dict:
+    return {"title": "社区清洁", "description": "schemathesis seed", "place": "广场", "start_at": start.isoformat(),
+            "end_at": (start + timedelta(hours=2)).isoformat(), "capacity": 5,
+            "award": {"mode": "per_hour", "minutes": 60}}
+
+
 def _ok(response, status: int = 200) -> dict:
     assert response.status_code == status, response.body
     return response.json_body
@@ -169,6 +175,23 @@ def seed(client, app) -> tuple[Actor, Actor, Actor, dict[str, list[str]]]:
     _ok(post("/v1/transfers", headers=json_headers(mine, "seed-donation"),
              body=as_json({"to": {"pool": True}, "amount": 10, "memo": "捐赠"})), 201)
     rewards = seed_rewards(client, app, mine, resident, admin)
+    # the neighbour serves the resident back: a rapid back-and-forth, flagged for the admins
+    back_id = posted(mine, "seed-back", {**need("tutoring", 11), "from": "resident"})   # paid from what she earned
+    _ok(post(f"/v1/requests/{back_id}/accept", headers=theirs))
+    _ok(post(f"/v1/requests/{back_id}/check-in", headers=theirs, body=as_json({})))
+    _ok(post(f"/v1/requests/{back_id}/complete", headers=theirs, body=as_json({"minutes": 30})))
+    _ok(post(f"/v1/requests/{back_id}/confirm", headers=mine, body=as_json({"rating": 4})))
+    drain(app, "risk-flags")
+    flag_id = _ok(client.http.get("/v1/admin/risk/flags", headers=admin.headers))["items"][0]["id"]
+    # an activity that starts soon (check-in is open), the resident signed up; a later one
+    admin_json = json_headers(admin.headers)
+    soon = _ok(post("/v1/admin/activities", headers=admin_json, body=as_json(activity(NOW + timedelta(minutes=10)))),
+               201)["id"]
+    later = _ok(post("/v1/admin/activities", headers=admin_json, body=as_json(activity(NOW + timedelta(days=3)))),
+                201)["id"]
+    _ok(post(f"/v1/activities/{soon}/signup", headers=mine), 201)
+    _ok(post(f"/v1/activities/{later}/signup", headers=mine), 201)
+    _ok(post("/v1/households/mine/proxies", headers=mine, body=as_json({"member_id": resident["id"]})), 201)
     path_values = {
         "request_id": [open_id, own_id, accepted_id, in_service_id, completed_id, disputed_id, settled_id],
         "skill_id": [skill["id"]],
@@ -178,6 +201,9 @@ def seed(client, app) -> tuple[Actor, Actor, Actor, dict[str, list[str]]]:
         "account_id": [resident["id"], resident["household_id"], neighbour["household_id"], "pool"],
         "category_id": ["tutoring", "pickup", "volunteer"],
         **rewards,
+        "activity_id": [later, soon],
+        "flag_id": [flag_id],
+        "member_id": [resident["id"]],
     }
     return Actor("sch-alice", mine), Actor("sch-bob", theirs), admin, path_values
 
@@ -229,6 +255,10 @@ def world():
     try:
         with pytest.MonkeyPatch.context() as patch, mock_aws():
             freeze_hypothesis_constants(patch)
+            # The fuzzing world settles many services between its two households in one day:
+            # the community's per-day limits (tested in test_risk_controls.py) are off here.
+            for limit in ("PAIR_DAILY", "DAILY_SERVICES", "DAILY_MINUTES"):
+                patch.setenv(f"TIMEBANK_RISK_{limit}", "0")
             from functions.app import app
 
             provision_tables(boto3.client("dynamodb"))
@@ -428,6 +458,23 @@ def test_success_responses_the_fuzzer_rarely_reaches_conform(world):
     assert lifecycle(needs[1], *served, ("confirm", neighbour, {"rating": 4}))["status"] == "settled"
     assert lifecycle(needs[2], ("cancel", neighbour, {"reason": "不需要了"}))["status"] == "cancelled"
 
+    # 亲情代理, and a community activity from check-in to close (the code is the admin's to read)
+    named = explicit_call(world, world.schema["/v1/households/mine/proxies"]["POST"], resident,
+                          body={"member_id": world.path_values["member_id"][0]})
+    assert named.status_code in (200, 201), named.text   # 201 if the fuzzing withdrew it
+    soon = world.path_values["activity_id"][1]
+    for direction in ("check-in", "check-out"):
+        code = call("GET", "/v1/admin/activities/{activity_id}/code", admin, 200,
+                    path_parameters={"activity_id": soon})["code"]
+        call("POST", f"/v1/activities/{{activity_id}}/{direction}", resident, 200,
+             path_parameters={"activity_id": soon}, body={"code": code})
+    clock.set_clock(lambda: NOW + timedelta(hours=3))
+    try:
+        closed = call("POST", "/v1/admin/activities/{activity_id}/close", admin, 200,
+                      path_parameters={"activity_id": soon})
+    finally:
+        clock.set_clock(lambda: NOW)
+    assert closed["status"] == "closed"
     # Rewards: a code only a redemption gives, and the partner's signed answer.
     item_id = world.path_values["item_id"][1]
     # What the fuzzing did to the item and the balances before does not matter: reset them.

@@ -132,7 +132,30 @@ BAD_VALUES = [
     ("zyh.timeout_minutes", 0, "zyh.timeout_minutes", "1 to 1440"),
     ("zyh.coins_per_minute", 1.5, "zyh.coins_per_minute", "integer"),
     ("zyh.secret", "x", "zyh.secret", "unknown setting"),
+    ("family.household_balance_cap", -1, "family.household_balance_cap", "0 to 1000000"),
+    ("family.elderly_age", "60", "family.elderly_age", "integer"),
+    ("family.min_age", 12, "family.min_age", "unknown setting"),
+    ("risk.daily_minutes", 2000, "risk.daily_minutes", "0 to 1440"),
+    ("risk.pair_daily", 1.5, "risk.pair_daily", "integer"),
+    ("risk.backdating_window_hours", 48, "risk.backdating_window_hours", "unknown setting"),
+    ("risk", "strict", "risk", "must be a table"),
 ]
+
+
+def test_family_rules_and_risk_limits_reach_the_functions_environment():
+    defaults = parse_community(VALID).environment()
+    assert (defaults["TIMEBANK_HOUSEHOLD_BALANCE_CAP"], defaults["TIMEBANK_PROXY_ELDERLY_AGE"],
+            defaults["TIMEBANK_BACKDATING_WINDOW_HOURS"], defaults["TIMEBANK_RISK_DAILY_MINUTES"],
+            defaults["TIMEBANK_RISK_DAILY_SERVICES"], defaults["TIMEBANK_RISK_PAIR_DAILY"]) == \
+        ("0", "60", "48", "480", "6", "2")
+    configured = parse_community({**VALID, "family": {"household_balance_cap": 1200},
+                                  "risk": {"pair_daily": 0, "rapid_cycle_hours": 12}}).environment()
+    assert configured["TIMEBANK_HOUSEHOLD_BALANCE_CAP"] == "1200"
+    assert (configured["TIMEBANK_RISK_PAIR_DAILY"], configured["TIMEBANK_RISK_RAPID_CYCLE_HOURS"],
+            configured["TIMEBANK_RISK_REPEATED_PAIR_COUNT"]) == ("0", "12", "5")
+    from functions.core.settings import Settings
+
+    assert Settings().risk_daily_minutes == 480 and Settings().household_balance_cap == 0
 
 
 def test_wechat_templates_reach_the_functions_environment():

@@ -169,14 +169,24 @@ def test_cancellation_reasons_are_mapped_by_action_type_not_by_add_order(moto_le
 def test_household_cap_on_dynamodb(moto_ledger):
     capped = Ledger(moto_ledger.store, shards=4, household_cap=150)
     capped.transfer("fund", ISSUANCE, HH, "service", 100)
+    capped.transfer("own", ISSUANCE, ALICE, "service", 100)
     before = snapshot()
     with pytest.raises(LimitExceeded):
-        capped.transfer("more", ISSUANCE, HH, "service", 51)
+        capped.transfer("move", ALICE, HH, "service", 51, cap_excess="refuse")
     assert snapshot() == before
-    capped.transfer("more", ISSUANCE, HH, "service", 50)
+    capped.transfer("move", ALICE, HH, "service", 50, cap_excess="refuse")
     # a capped household may still spend (both conditions on one item)
     capped.execute([Transfer("in", ISSUANCE, HH, "service", 10), Transfer("out", HH, HH2, "service", 20)])
     assert available(capped, HH) == 140
+    # a grant past the cap is paid in full, the excess moves to the pool in the same transaction
+    capped.transfer("grant", ISSUANCE, HH, "service", 30)
+    assert capped.get_transfer("grant.cap").amount == 20 and available(capped, HH) == 150
+    capped.transfer("grant2", ISSUANCE, HH, "service", 5)   # at the cap: all of it moves on
+    capped.transfer("first", ISSUANCE, household_account("hh_new"), "service", 400)  # no balance item yet
+    assert capped.get_transfer("grant2.cap").amount == 5
+    assert capped.get_transfer("first.cap").amount == 250
+    assert capped.balances(POOL)["service"].available == 275
+    assert capped.check()["ok"]
 
 
 def test_statement_merges_both_indexes_newest_first(moto_ledger):

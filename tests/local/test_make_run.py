@@ -112,6 +112,17 @@ def test_demo_residents_are_verified_with_credits_and_seeding_again_changes_noth
     assert accounts["household"]["balances"]["service"]["available"] == 300
 
 
+def test_one_demo_activity_is_published_and_seeding_again_changes_nothing(demo):
+    from local.seed import DEMO_ACTIVITY_TITLE, seed_demo_activity
+
+    resident = demo.post("/v1/auth/wechat", {"code": "dev-demo-resident-a"})["token"]
+    status, listed = demo.get("/v1/activities?status=upcoming", token=resident)
+    assert status == 200
+    (activity,) = [a for a in listed["items"] if a["title"] == DEMO_ACTIVITY_TITLE]
+    assert (activity["status"], activity["capacity"], activity["asset"]) == ("published", 30, "volunteer")
+    assert seed_demo_activity(demo.api_url, "admin-demo") == f"demo activity: {activity['id']} (already published)"
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_stops_everything_with_exit_code_0(signum):
     running = RunningProcess("--no-seed")

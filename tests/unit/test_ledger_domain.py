@@ -16,8 +16,8 @@ from functions.ledger.accounts import (ESCROW, ISSUANCE, POOL, clearing_account,
                                        merchant_account, physical_id, resident_account, shard_for)
 from functions.ledger.views import transfer_view
 from functions.ledger.service import MAX_BATCH, Ledger
-from functions.ledger.model import (CommitRejected, Hold, PostPending, Reverse, SimulatedCrash, Transfer,
-                                    VoidPending, point_kinds_from)
+from functions.ledger.model import (CommitHooks, CommitRejected, Hold, PostPending, Reverse, SimulatedCrash,
+                                    Transfer, VoidPending, point_kinds_from)
 from tests.fakes.ledger import InMemoryLedgerStore
 from tests.property.ledger_support import CrashOnce, FakeForeignWrite
 
@@ -558,27 +558,139 @@ def test_a_pinned_debit_shard_must_exist(ledger):
 
 # --- household cap --------------------------------------------------------------------------------
 
-def test_household_cap_is_a_condition_not_a_flag():
+def test_a_voluntary_transfer_over_the_household_cap_is_refused():
+    """``cap_excess="refuse"`` (POST /v1/transfers): LIMIT_EXCEEDED ``household_cap``, nothing moves."""
     store = InMemoryLedgerStore()
     capped = Ledger(store, shards=4, household_cap=500)
     capped.transfer("f", ISSUANCE, HH, "service", 450)
+    capped.transfer("g", ISSUANCE, ALICE, "service", 900)
     before = snapshot(store)
     with pytest.raises(LimitExceeded) as caught:
-        capped.transfer("over", ISSUANCE, HH, "service", 51)
-    assert caught.value.details["cap"] == 500
+        capped.transfer("over", ALICE, HH, "service", 51, cap_excess="refuse")
+    assert caught.value.details["cap"] == 500 and caught.value.details["limit"] == "household_cap"
     with pytest.raises(LimitExceeded):
-        capped.transfer("way-over", ISSUANCE, HH2, "service", 501)
+        capped.transfer("way-over", ALICE, HH2, "service", 501, cap_excess="refuse")
     assert snapshot(store) == before
-    capped.transfer("exact", ISSUANCE, HH, "service", 50)
+    capped.transfer("exact", ALICE, HH, "service", 50, cap_excess="refuse")
     # other assets, personal accounts and releases of one's own holds are not capped
     capped.transfer("vol", ISSUANCE, HH, "volunteer", 900)
     capped.transfer("personal", ISSUANCE, ALICE, "service", 900)
     capped.hold("h", HH, ESCROW, "service", 100)
-    capped.transfer("refill", ISSUANCE, HH, "service", 100)
+    capped.transfer("refill", ALICE, HH, "service", 100, cap_excess="refuse")
     capped.void_pending("v", "h")
     assert available(capped, HH) == 500 + 100
+    # the release is no violation of the ledger's rules: the check stays ok and lists the household
     report = capped.check()
-    assert [v["type"] for v in report["violations"]] == ["over_cap"]
+    assert report["ok"] and report["violations"] == []
+    assert report["above_cap"] == [{"account": HH, "asset": "service", "available": 600, "cap": 500}]
+    with pytest.raises(ValidationError):
+        capped.transfer("bad", ALICE, HH, "service", 1, cap_excess="donate")
+
+
+def statement_kinds(ledger, account):
+    return [(r.kind, r.amount, r.debit_account, r.credit_account) for r in ledger.statement(account, 20).items]
+
+
+def test_a_credit_over_the_household_cap_is_paid_in_full_and_the_excess_goes_to_the_pool():
+    store = InMemoryLedgerStore()
+    capped = Ledger(store, shards=4, household_cap=500)
+    capped.transfer("f", ISSUANCE, HH, "service", 450)
+    record = capped.transfer("over", ISSUANCE, HH, "service", 80, kind="grant", request_id="req_1")
+    assert (record.id, record.amount, record.linked) == ("over", 80, ("over", "over.cap"))
+    overflow = capped.get_transfer("over.cap")
+    assert (overflow.kind, overflow.amount, overflow.debit_account, overflow.credit_account, overflow.request_id,
+            overflow.linked) == ("cap_overflow", 30, HH, POOL, "req_1", ("over", "over.cap"))
+    assert available(capped, HH) == 500 and capped.balances(POOL)["service"].available == 30
+    assert statement_kinds(capped, HH)[:2] == [("cap_overflow", 30, HH, POOL), ("grant", 80, ISSUANCE, HH)] or \
+        statement_kinds(capped, HH)[:2] == [("grant", 80, ISSUANCE, HH), ("cap_overflow", 30, HH, POOL)]
+    # at the cap already: the whole credit moves on; a credit larger than the cap alone too
+    capped.transfer("more", ISSUANCE, HH, "service", 25)
+    assert capped.get_transfer("more.cap").amount == 25 and available(capped, HH) == 500
+    capped.transfer("first", ISSUANCE, HH2, "service", 800)
+    assert capped.get_transfer("first.cap").amount == 300 and available(capped, HH2) == 500
+    # under the cap: no overflow leg at all
+    capped.transfer("spend", HH, ALICE, "service", 100)
+    capped.transfer("back", ISSUANCE, HH, "service", 60)
+    assert capped.get_transfer("back.cap") is None and available(capped, HH) == 460
+    # replays return the caller's transfer and move nothing more
+    before = snapshot(store)
+    assert capped.transfer("over", ISSUANCE, HH, "service", 80, kind="grant", request_id="req_1").id == "over"
+    with pytest.raises(IdempotencyMismatch):
+        capped.transfer("over", ISSUANCE, HH, "service", 81, kind="grant", request_id="req_1")
+    assert snapshot(store) == before
+    assert capped.check()["ok"]
+
+
+def test_a_batch_crediting_two_households_overflows_each_and_nets_debits_first():
+    capped = Ledger(InMemoryLedgerStore(), shards=4, household_cap=100)
+    capped.transfer("f", ISSUANCE, HH, "service", 90)
+    records = capped.execute([Transfer("a", ISSUANCE, HH, "service", 50), Transfer("b", ISSUANCE, HH2, "service", 150),
+                              Transfer("c", HH, ALICE, "service", 20)])
+    assert [r.id for r in records] == ["a", "b", "c"]
+    assert records[0].linked == ("a", "b", "c", "a.cap", "a.cap2")
+    assert (capped.get_transfer("a.cap").debit_account, capped.get_transfer("a.cap").amount) == (HH, 20)
+    assert (capped.get_transfer("a.cap2").debit_account, capped.get_transfer("a.cap2").amount) == (HH2, 50)
+    assert (available(capped, HH), available(capped, HH2)) == (100, 100)
+    assert capped.execute([Transfer("a", ISSUANCE, HH, "service", 50), Transfer("b", ISSUANCE, HH2, "service", 150),
+                           Transfer("c", HH, ALICE, "service", 20)])[2].id == "c"
+    assert capped.check()["ok"]
+
+
+class MovesTheBalanceOnce(CommitHooks):
+    """Another credit lands between this plan's read and its commit (once)."""
+
+    def __init__(self, store, physical, amount):
+        self.store, self.physical, self.amount, self.armed = store, physical, amount, True
+
+    def before_commit(self, plan):
+        if self.armed:
+            self.armed = False
+            from functions.ledger.model import BalanceChange, apply_change
+            key = (self.physical, "service")
+            delta = BalanceChange(self.physical, "service", credits_posted=max(self.amount, 0),
+                                  debits_posted=max(-self.amount, 0))
+            self.store.balances[key] = apply_change(self.store.balances.get(key), delta)
+
+
+@pytest.mark.parametrize("already,moved,expected_overflow", [
+    (100, 30, 0),     # planned without overflow, still none after the move
+    (100, 380, 10),   # planned without overflow: the move makes part of it overflow
+    (480, 10, 20),    # planned a partial overflow of 10 on 480: on 490 it is 20
+    (480, -470, 0),   # planned a partial overflow: after the spend there is none
+    (500, 5, 30),     # at the cap either way: all of it
+])
+def test_an_overflow_planned_on_a_stale_balance_is_planned_again(already, moved, expected_overflow):
+    """The planner read ``already``; ``moved`` arrives before its commit: the condition refuses
+    the stale plan, the ledger reads again, and the overflow is what the balance now requires."""
+    store = InMemoryLedgerStore()
+    capped = Ledger(store, shards=4, household_cap=500)
+    capped.transfer("f", ISSUANCE, HH, "service", already)
+    store.hooks = MovesTheBalanceOnce(store, HH, moved)
+    capped.transfer("t", ISSUANCE, HH, "service", 30)
+    store.hooks = CommitHooks()
+    overflow = capped.get_transfer("t.cap")
+    assert (overflow.amount if overflow else 0) == expected_overflow
+    assert available(capped, HH) == min(500, already + moved + 30) if already + moved <= 500 else True
+    assert available(capped, HH) == max(already + moved, min(500, already + moved + 30))
+
+
+def test_a_household_balance_that_keeps_moving_is_a_conflict_not_a_silent_skip():
+    store = InMemoryLedgerStore()
+    capped = Ledger(store, shards=4, household_cap=500)
+    capped.transfer("f", ISSUANCE, HH, "service", 480)
+
+    class AlwaysMoves(CommitHooks):
+        def before_commit(self, plan):
+            from functions.ledger.model import BalanceChange, apply_change
+            key = (HH, "service")
+            store.balances[key] = apply_change(store.balances.get(key),
+                                               BalanceChange(HH, "service", debits_posted=1))
+
+    store.hooks = AlwaysMoves()
+    with pytest.raises(Conflict):
+        capped.transfer("t", ISSUANCE, HH, "service", 30)
+    store.hooks = CommitHooks()
+    assert capped.get_transfer("t") is None
 
 
 # --- statements -----------------------------------------------------------------------------------
