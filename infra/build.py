@@ -86,10 +86,11 @@ def take_inventory(app: Any) -> Inventory:
     from chalice.app import (CloudWatchEventConfig, S3EventConfig, ScheduledEventConfig,
                              SQSEventConfig)
 
-    from functions.core.messaging import QUEUES, queue_name
+    from functions.core.messaging import QUEUES, queue_name, stack_queues
     from functions.bootstrap import table_definitions
 
-    inventory = Inventory(queues=dict(QUEUES), tables=table_definitions())
+    # Only this stack's own queues and tables (a community, or the district hub).
+    inventory = Inventory(queues=stack_queues(), tables=table_definitions())
     for path, methods in sorted(app.routes.items()):
         inventory.routes += [(path, method) for method in sorted(methods)]
     by_name = {queue_name(logical): logical for logical in QUEUES}

@@ -24,6 +24,9 @@ class IdentityStore(Protocol):
 
     def list_members(self, household_id: str) -> list[Member]: ...
 
+    def find_by_phone_hash(self, phone_hash: str) -> list[Resident]:
+        """Residents with this keyed phone hash (eventually consistent index read)."""
+
     def create_dependant(self, dependant: Dependant) -> bool:
         """Store it unless the id exists; False when it existed (the caller compares content)."""
 
@@ -67,6 +70,12 @@ class StartingLedger(Protocol):
     def transfer(self, transfer_id: str, debit: str, credit: str, asset: str = "service", amount: int = 0,
                  kind: str = "transfer", memo: str = "", actor: str | None = None,
                  request_id: str | None = None, also: Sequence[Any] = ()) -> Any: ...
+
+
+class PhoneHasher(Protocol):
+    """The keyed hash of a phone under the district-wide key (通存通兑); None outside a district."""
+
+    def __call__(self, phone: str) -> str | None: ...
 
 
 class WeChatLogin(Protocol):

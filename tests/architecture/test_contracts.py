@@ -28,6 +28,8 @@ BAD_IMPORTS = {
     "volunteers-uses-no-foreign-adapter": ("functions/volunteers/views.py", "import functions.requests.dynamo"),
     "safety-uses-no-foreign-adapter": ("functions/safety/views.py", "import functions.requests.service"),
     "notifications-uses-no-foreign-adapter": ("functions/notifications/views.py", "import functions.safety.dynamo"),
+    "district-uses-no-foreign-adapter": ("functions/district/views.py", "import functions.identity.service"),
+    "hub-uses-no-foreign-adapter": ("functions/hub/views.py", "import functions.district.service"),
 }
 
 

@@ -16,6 +16,8 @@ EXTRAS = {
     "volunteers": {"matching.py"},
     "safety": {"s3.py"},
     "notifications": {"reminders.py", "wechat.py"},
+    "district": {"hub_client.py"},
+    "hub": {"community_client.py"},
 }
 NOT_DOMAINS = {"core", "adapters", "system", "__pycache__"}
 
