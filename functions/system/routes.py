@@ -28,12 +28,16 @@ def fragment_paths() -> list[Path]:
 OTHER_STACKS = ("functions.hub.",)
 
 
+def app_routes() -> list[Any]:
+    """The route declarations of this app (``functions/app.py``)."""
+    return [spec for spec in ROUTES if not spec.blueprint.startswith(OTHER_STACKS)]
+
+
 @lru_cache(maxsize=1)
 def openapi_document() -> dict[str, Any]:
     base = json.loads(BASE_DOCUMENT.read_text(encoding="utf-8"))
     fragments = {path.parent.name: json.loads(path.read_text(encoding="utf-8")) for path in fragment_paths()}
-    routes = [spec for spec in ROUTES if not spec.blueprint.startswith(OTHER_STACKS)]
-    return build_document(base, routes, fragments)
+    return build_document(base, app_routes(), fragments)
 
 
 @route(system_bp, "/v1/health", auth=Auth.PUBLIC, response="Health")
