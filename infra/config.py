@@ -83,6 +83,11 @@ class CommunityConfig:
     district: "DistrictLink | None" = None
 
     @property
+    def key(self) -> str:
+        """What names this stack in build/, deploy and `make package COMMUNITY=`."""
+        return self.id
+
+    @property
     def partition(self) -> str:
         return "aws-cn" if self.region.startswith("cn-") else "aws"
 
@@ -177,6 +182,11 @@ class HubConfig:
     is_hub = True
 
     @property
+    def key(self) -> str:
+        """``hub-<district>``: what names the hub stack in build/ and deploy (never a community id)."""
+        return f"hub-{self.id}"
+
+    @property
     def partition(self) -> str:
         return "aws-cn" if self.region.startswith("cn-") else "aws"
 
@@ -214,6 +224,13 @@ class HubConfig:
             "POWERTOOLS_SERVICE_NAME": APPLICATION,
             "POWERTOOLS_METRICS_NAMESPACE": "Timebank",
         }
+
+
+def load_stack(key: str) -> "CommunityConfig | HubConfig":
+    """A community (``demo``) or a district hub (``hub-demo``: ``infra/hubs/demo.toml``)."""
+    if key.startswith("hub-"):
+        return load_hub(key[len("hub-"):])
+    return load_community(key)
 
 
 def hub_ids(directory: Path = HUBS_DIR) -> list[str]:
