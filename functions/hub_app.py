@@ -1,5 +1,5 @@
 """The district clearing hub's Chalice app (its own stack: ``infra/hubs/<district>.toml``,
-``make package HUB=<district>``): only the hub's Blueprint, so its package creates only the
+``make package COMMUNITY=hub-<district>``): only the hub's Blueprint, so its package creates only the
 hub's tables and queues. Communities call it with signed requests; there is no bearer-token
 login here.
 """

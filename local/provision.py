@@ -28,8 +28,11 @@ class ProvisionedQueue:
 def provision_tables(dynamodb: Any) -> list[str]:
     from functions.bootstrap import table_definitions
 
-    create_tables(dynamodb, table_definitions())
-    return sorted(dynamodb.list_tables()["TableNames"])
+    definitions = table_definitions()
+    create_tables(dynamodb, definitions)
+    # This stack's own (a district's other stacks share the endpoint).
+    existing = set(dynamodb.list_tables()["TableNames"])
+    return sorted(d["TableName"] for d in definitions if d["TableName"] in existing)
 
 
 def provision_queues(sqs: Any) -> dict[str, ProvisionedQueue]:
