@@ -24,6 +24,8 @@ PARTIES = ("west", "east", "hub")
 
 
 class DistrictMachine(RuleBasedStateMachine):
+    checks = 0   # invariant checks: one after each step, one at the start of each run
+
     def __init__(self) -> None:
         super().__init__()
         self.district: District = two_communities(east_cap=0)
@@ -101,6 +103,7 @@ class DistrictMachine(RuleBasedStateMachine):
 
     @invariant()
     def ledgers_balance_and_reconcile(self) -> None:
+        DistrictMachine.checks += 1
         self.district.check_always()
 
     def teardown(self) -> None:
@@ -115,7 +118,9 @@ def machine_settings(examples: int, steps: int) -> settings:
 
 def test_the_district_state_machine_keeps_every_ledger_whole():
     """25 runs × 50 steps: ≥ 1,000 steps in CI."""
+    DistrictMachine.checks = 0
     run_state_machine_as_test(DistrictMachine, settings=machine_settings(25, 50))
+    assert DistrictMachine.checks - 25 >= 1000
 
 
 # --- the crash points, one by one -------------------------------------------------------------------
