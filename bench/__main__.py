@@ -35,6 +35,19 @@ def runtime_log(poll_interval: float) -> Path:
     return BUILD / f"bench-runtime-poll-{poll_interval:g}s.log"
 
 
+def district_figures() -> str:
+    """``bench.district`` in a process of its own: three stacks' import-time names."""
+    import subprocess
+
+    from bench.environment import bench_environment
+
+    completed = subprocess.run([sys.executable, "-m", "bench.district"], cwd=BUILD.parent, env=bench_environment(),
+                               capture_output=True, text=True, timeout=600)
+    lines = [line for line in completed.stdout.splitlines() if not line.startswith("{")]
+    return "\n".join(lines) if completed.returncode == 0 else \
+        "\n".join(lines) + f"\n(bench.district failed: {completed.stderr.strip().splitlines()[-1:]})"
+
+
 def main() -> int:
     print("DynamoDB cost per business operation (counted on moto; community 'bench')\n")
     results = measure_operations(APP_LOG)
@@ -52,6 +65,9 @@ def main() -> int:
     if facts:
         print(f"\nthe close sent {facts['close_transactions']} TransactWriteItems; the largest had "
               f"{facts['largest_transaction']} items (DynamoDB's limit: 100; 20 participants per batch by design)")
+    print("\n通存通兑: one cross-community transfer, DynamoDB calls and items on each of the three stacks "
+          "(source community, hub, destination; counted by the table each call names)\n")
+    print(district_figures())
     default_poll = RuntimeConfig().poll_interval_seconds
     print(f"\nPosting a need → the match notification in the local runtime (`make run`), "
           f"{LATENCY_SAMPLES} samples each; outbox polled every {OUTBOX_POLL_SECONDS * 1000:.0f} ms\n")

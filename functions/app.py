@@ -10,6 +10,7 @@ from chalice import Chalice
 from functions import bootstrap
 from functions.activities.routes import activities_bp
 from functions.core import observability, web
+from functions.district.routes import district_bp
 from functions.identity.routes import identity_bp
 from functions.ledger.routes import ledger_bp
 from functions.notifications.routes import notifications_bp
@@ -26,5 +27,5 @@ app.register_middleware(observability.invocation, "all")
 app.register_middleware(web.contract_error_shape, "http")
 
 for blueprint in (system_bp, identity_bp, ledger_bp, requests_bp, activities_bp, volunteers_bp, safety_bp,
-                  notifications_bp, risk_bp, rewards_bp):
+                  notifications_bp, risk_bp, rewards_bp, district_bp):
     app.register_blueprint(blueprint)

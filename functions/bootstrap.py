@@ -27,8 +27,11 @@ from functions.core.settings import get_settings
 T = TypeVar("T")
 
 # Every module that defines tables (``@table``): what tests, ``make run`` and infra create.
+# Each stack owns its own: a community's (MODEL_MODULES) and the district hub's
+# (HUB_MODEL_MODULES); a process that imported both (tests) still creates only its stack's.
 MODEL_MODULES = (
     "functions.adapters.outbox",
+    "functions.adapters.signed_calls",
     "functions.identity.dynamo",
     "functions.ledger.dynamo",
     "functions.requests.dynamo",
@@ -38,6 +41,12 @@ MODEL_MODULES = (
     "functions.rewards.dynamo",
     "functions.activities.dynamo",
     "functions.risk.dynamo",
+    "functions.district.dynamo",
+)
+HUB_MODEL_MODULES = (
+    "functions.adapters.outbox",
+    "functions.adapters.signed_calls",
+    "functions.hub.dynamo",
 )
 
 _built: dict[str, Any] = {}
@@ -68,13 +77,20 @@ def reset() -> None:
     get_settings.cache_clear()
 
 
-def table_definitions() -> list[dict[str, Any]]:
-    """Every table of the product (boto3 ``create_table`` arguments, plus logical name and TTL)."""
-    for module in MODEL_MODULES:
+def model_modules(stack: str | None = None) -> tuple[str, ...]:
+    """The modules defining the tables of a stack (default: this process's ``settings.stack``)."""
+    return HUB_MODEL_MODULES if (stack or get_settings().stack) == "hub" else MODEL_MODULES
+
+
+def table_definitions(stack: str | None = None) -> list[dict[str, Any]]:
+    """Every table of a stack (boto3 ``create_table`` arguments, plus logical name and TTL)."""
+    modules = model_modules(stack)
+    for module in modules:
         importlib.import_module(module)
+    from functions.adapters.dynamo import registered_models
     from functions.adapters.dynamo import table_definitions as definitions
 
-    return definitions()
+    return definitions(registered_models(modules))
 
 
 # --- platform ----------------------------------------------------------------------------------
@@ -101,6 +117,26 @@ def relay() -> Any:
     from functions.adapters.outbox import Relay
 
     return _once("relay", lambda: Relay(publisher()))
+
+
+def signature_keys() -> Any:
+    """HMAC keys (通存通兑) from Secrets Manager, by version stage."""
+    from functions.adapters.secrets import SecretsManagerKeys
+
+    return _once("signature_keys", SecretsManagerKeys)
+
+
+def transport() -> Any:
+    """How signed calls reach another stack (HTTP; tests hand them to an in-process stack)."""
+    from functions.adapters.signed_calls import HttpTransport
+
+    return _once("transport", HttpTransport)
+
+
+def nonces() -> Any:
+    from functions.adapters.signed_calls import DynamoNonces
+
+    return _once("nonces", DynamoNonces)
 
 
 # --- ledger ------------------------------------------------------------------------------------
@@ -140,7 +176,9 @@ def identity() -> Any:
         return IdentityService(
             DynamoIdentityStore(), ledger(),
             IdentityConfig(community_id=settings.community_id, admin_openids=settings.admin_openids,
-                           starting_credits=settings.starting_credits, elderly_age=settings.proxy_elderly_age))
+                           starting_credits=settings.starting_credits, elderly_age=settings.proxy_elderly_age,
+                           district_id=settings.district_id),
+            phone_hasher=phone_hasher())
 
     return _once("identity", build)
 
@@ -535,3 +573,136 @@ def exchanges() -> Any:
                                available=settings.is_local or bool(settings.zyh_api_base))
 
     return _once("exchanges", build)
+
+# --- district (通存通兑, the community side) -----------------------------------------------------
+
+class _IdentityPeople:
+    """The district's ``People`` port: what identity knows of residents, as ids, a status and
+    the keyed phone hash."""
+
+    @staticmethod
+    def _person(resident: Any) -> Any:
+        from functions.district.ports import Person
+
+        return Person(resident.id, resident.household_id, resident.status == "verified",
+                      identity().phone_hash_of(resident))
+
+    def caller(self, caller: Caller) -> Any:
+        return self._person(identity().me(caller))
+
+    def resident(self, resident_id: str) -> Any:
+        from functions.core.errors import NotFound
+
+        try:
+            return self._person(identity().resident(resident_id))
+        except NotFound:
+            return None
+
+    def household_exists(self, household_id: str) -> bool:
+        return identity().store.get_household(household_id) is not None
+
+    def by_phone_hash(self, phone_hash: str) -> Any:
+        found = identity().resident_by_phone_hash(phone_hash)
+        return self._person(found) if found is not None else None
+
+    def remote_declarations(self, household_id: str, community: str) -> list[str]:
+        return identity().remote_declarations(household_id, community)
+
+    def declared_remote(self, household_id: str, community: str, remote_household_id: str) -> bool:
+        return identity().declared_remote(household_id, community, remote_household_id)
+
+
+def phone_hasher() -> Any:
+    """Identity's ``PhoneHasher``: the keyed hash under the district-wide key; None outside a district."""
+    def build() -> Any:
+        from functions.core.signing import keyed_phone_hash
+
+        secret = get_settings().phone_hash_secret
+        if not secret:
+            return None
+        return lambda phone: keyed_phone_hash(signature_keys().current(secret), phone)
+
+    return _once("phone_hasher", build)
+
+
+def hub_client() -> Any:
+    def build() -> Any:
+        from functions.adapters.signed_calls import SignedClient
+        from functions.core.signing import HUB
+        from functions.district.hub_client import HubClient
+
+        settings = get_settings()
+        return HubClient(SignedClient(settings.community_id, HUB, settings.hub_url,
+                                      lambda: signature_keys().current(settings.hub_key_secret), transport()))
+
+    return _once("hub_client", build)
+
+
+def district() -> Any:
+    def build() -> Any:
+        from functions.district.dynamo import DynamoDistrictStore
+        from functions.district.service import DistrictConfig, DistrictService
+
+        settings = get_settings()
+        return DistrictService(
+            DistrictConfig(settings.community_id, settings.district_id, settings.district_max_transfer),
+            DynamoDistrictStore(), ledger(), _IdentityPeople(), hub_client(), outbox(), relay())
+
+    return _once("district", build)
+
+
+def cross_community() -> Any:
+    """The ledger's ``CrossCommunity`` port: transfers to another community go to the district."""
+    return district()
+
+
+def district_verifier() -> Any:
+    """Checks calls from the hub: signed with the key this community shares with it."""
+    def build() -> Any:
+        from functions.adapters.signed_calls import Verifier
+        from functions.core.signing import HUB
+
+        settings = get_settings()
+
+        def keys_of(sender: str) -> list[bytes] | None:
+            if sender != HUB or not settings.hub_key_secret:
+                return None
+            return signature_keys().accepted(settings.hub_key_secret)
+
+        return Verifier(settings.community_id, keys_of, nonces(), settings.signature_window_seconds)
+
+    return _once("district_verifier", build)
+
+
+# --- the district hub (its own stack: functions/hub_app.py) -----------------------------------
+
+def hub() -> Any:
+    def build() -> Any:
+        from functions.hub.community_client import CommunityClients
+        from functions.hub.dynamo import DynamoHubStore
+        from functions.hub.service import HubService
+
+        communities = CommunityClients(get_settings().hub_communities, lambda name: signature_keys().current(name),
+                                       transport())
+        return HubService(DynamoHubStore(), communities, outbox(), relay())
+
+    return _once("hub", build)
+
+
+def hub_verifier() -> Any:
+    """Checks calls from communities: each signed with its own key (one community's key never
+    verifies as another's)."""
+    def build() -> Any:
+        from functions.adapters.signed_calls import Verifier
+        from functions.core.signing import HUB
+
+        settings = get_settings()
+        registry = settings.hub_communities
+
+        def keys_of(sender: str) -> list[bytes] | None:
+            entry = registry.get(sender)
+            return signature_keys().accepted(entry["key_secret"]) if entry else None
+
+        return Verifier(HUB, keys_of, nonces(), settings.signature_window_seconds)
+
+    return _once("hub_verifier", build)

@@ -29,12 +29,13 @@ from pathlib import Path
 from typing import Any
 
 from infra import template as template_module
-from infra.config import APPLICATION, STAGE, CommunityConfig, ConfigError, load_community
+from infra.config import APPLICATION, STAGE, CommunityConfig, ConfigError, load_stack
 from infra.errors import BuildError
 from infra.vendoring import (REPO_ROOT, VendoringError, copy_code_package, runtime_distributions,
                              vendor_distributions)
 
 DEFAULT_APP_MODULE = "functions.app"
+HUB_APP_MODULE = "functions.hub_app"   # the district hub's stack
 API_TIMEOUT_SECONDS = 29  # API Gateway gives up after 29 s; the handler must not run longer
 API_MEMORY_MB = 512
 # Scheduled jobs sweep many items (expiry, auto-confirmation, retention) and answer no client.
@@ -86,10 +87,11 @@ def take_inventory(app: Any) -> Inventory:
     from chalice.app import (CloudWatchEventConfig, S3EventConfig, ScheduledEventConfig,
                              SQSEventConfig)
 
-    from functions.core.messaging import QUEUES, queue_name
+    from functions.core.messaging import QUEUES, queue_name, stack_queues
     from functions.bootstrap import table_definitions
 
-    inventory = Inventory(queues=dict(QUEUES), tables=table_definitions())
+    # Only this stack's own queues and tables (a community, or the district hub).
+    inventory = Inventory(queues=stack_queues(), tables=table_definitions())
     for path, methods in sorted(app.routes.items()):
         inventory.routes += [(path, method) for method in sorted(methods)]
     by_name = {queue_name(logical): logical for logical in QUEUES}
@@ -173,7 +175,7 @@ def chalice_config(config: CommunityConfig, inventory: Inventory, policy_file: s
             "lambda_timeout": API_TIMEOUT_SECONDS,
             "lambda_memory_size": API_MEMORY_MB,
             "log_retention_in_days": config.log_retention_days,
-            "tags": {"Application": APPLICATION, "Community": config.id},
+            "tags": {"Application": APPLICATION, "Community": config.key},
             "lambda_functions": per_function,
         }},
     }
@@ -232,7 +234,9 @@ def run_chalice_package(project: Path, out: Path) -> None:
 
 def build(community_id: str, out_root: Path, app_module: str = DEFAULT_APP_MODULE) -> dict[str, Any]:
     started = time.monotonic()
-    config = load_community(community_id)
+    config = load_stack(community_id)   # a community, or a district hub ("hub-<district>")
+    if getattr(config, "is_hub", False) and app_module == DEFAULT_APP_MODULE:
+        app_module = HUB_APP_MODULE
     # Table and queue names are fixed when the models and the app are imported.
     # The model modules (``@table``) and the app (queue names) read the settings when imported.
     already = sorted(m for m in sys.modules if m == app_module or (
@@ -248,7 +252,7 @@ def build(community_id: str, out_root: Path, app_module: str = DEFAULT_APP_MODUL
     app = importlib.import_module(app_module).app
     inventory = take_inventory(app)
 
-    target = out_root / config.id
+    target = out_root / config.key
     target.mkdir(parents=True, exist_ok=True)
     # A failed build must not leave the previous artefacts looking current to `make deploy`.
     for stale in ("build.json", "template.json", "deployment.zip"):
@@ -267,7 +271,7 @@ def build(community_id: str, out_root: Path, app_module: str = DEFAULT_APP_MODUL
     shutil.move(str(chalice_out / "deployment.zip"), zip_path)
     shutil.rmtree(chalice_out)
     summary = {
-        "community": config.id,
+        "community": config.key,
         "region": config.region,
         "template": str(target / "template.json"),
         "package": str(zip_path),

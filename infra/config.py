@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 COMMUNITIES_DIR = Path(__file__).resolve().parent / "communities"
+HUBS_DIR = Path(__file__).resolve().parent / "hubs"
 
 APPLICATION = "timebank"
 STAGE = "prod"
@@ -43,6 +44,7 @@ TOP_LEVEL_KEYS = {
     "id", "display_name", "region", "admin_openids", "starting_credits",
     "evidence_retention_days", "reminder_lead_minutes", "log_retention_days",
     "insurance", "tariffs", "alarms", "deploy", "wechat", "lifecycle", "assets", "min_redeem_age", "zyh", "family", "risk",
+    "district",
 }
 # Family rules (API.md "Family rules"): [family] table, key → (low, high, default).
 FAMILY_SETTINGS = {
@@ -70,6 +72,9 @@ LIFECYCLE_LIMITS = {
 LIFECYCLE_CHOICES = {"no_show_action": ("release", "cancel"), "overdue_action": ("flag", "complete")}
 ZYH_KEYS = {"api_base", "timeout_minutes", "coins_per_minute"}
 HTTPS_URL = re.compile(r"^https://[A-Za-z0-9.-]+(:\d+)?(/[A-Za-z0-9._~/-]*)?$")
+# 通存通兑: [district] of a community file (the hub is infra/hubs/<district>.toml).
+DISTRICT_KEYS = {"id", "hub_url", "max_transfer_minutes"}
+URL = re.compile(r"^https?://[A-Za-z0-9.\-]+(:\d+)?(/[A-Za-z0-9._~\-/]*)?$")
 # Subscribe-message templates the mini-program asks consent for (logical name → WeChat id).
 WECHAT_TEMPLATES = ("match", "reminder")
 TEMPLATE_ID = re.compile(r"^[A-Za-z0-9_-]{10,64}$")
@@ -110,6 +115,12 @@ class CommunityConfig:
     zyh_coins_per_minute: int = 1
     family: dict[str, int] = field(default_factory=lambda: {k: v[2] for k, v in FAMILY_SETTINGS.items()})
     risk: dict[str, int] = field(default_factory=lambda: {k: v[2] for k, v in RISK_SETTINGS.items()})
+    district: "DistrictLink | None" = None
+
+    @property
+    def key(self) -> str:
+        """What names this stack in build/, deploy and `make package COMMUNITY=`."""
+        return self.id
 
     @property
     def partition(self) -> str:
@@ -167,9 +178,161 @@ class CommunityConfig:
             "TIMEBANK_PROXY_ELDERLY_AGE": str(self.family["elderly_age"]),
             **{f"TIMEBANK_RISK_{name.upper()}": str(value) for name, value in sorted(self.risk.items())},
             **self.secret_parameters,
+            **(self.district.environment(self.id) if self.district else {}),
             "POWERTOOLS_SERVICE_NAME": APPLICATION,
             "POWERTOOLS_METRICS_NAMESPACE": "Timebank",
         }
+
+    @property
+    def secret_names(self) -> list[str]:
+        """Secrets Manager names (never values) the functions read: the district's keys."""
+        return sorted(district_secret_names(self.id).values()) if self.district else []
+
+
+def district_secret_names(community_id: str) -> dict[str, str]:
+    """A community's copies of its district keys, in Secrets Manager (names only)."""
+    return {"TIMEBANK_HUB_KEY_SECRET": f"{APPLICATION}/{community_id}/hub-key",
+            "TIMEBANK_PHONE_HASH_SECRET": f"{APPLICATION}/{community_id}/phone-hash-key"}
+
+
+def hub_key_secret_name(district_id: str, community_id: str) -> str:
+    """The hub's copy of the key it shares with one community."""
+    return f"{APPLICATION}/hub-{district_id}/{community_id}"
+
+
+@dataclass(frozen=True)
+class DistrictLink:
+    """[district] of a community file: which district hub it clears through."""
+    id: str
+    hub_url: str
+    max_transfer_minutes: int = 0
+
+    def environment(self, community_id: str) -> dict[str, str]:
+        return {"TIMEBANK_DISTRICT": self.id, "TIMEBANK_HUB_URL": self.hub_url,
+                "TIMEBANK_DISTRICT_MAX_TRANSFER": str(self.max_transfer_minutes),
+                **district_secret_names(community_id)}
+
+
+HUB_KEYS = {"id", "display_name", "region", "log_retention_days", "alarms", "deploy", "communities"}
+
+
+@dataclass(frozen=True)
+class HubConfig:
+    """``infra/hubs/<district>.toml``: the district clearing hub's own stack."""
+    id: str
+    display_name: str
+    region: str
+    communities: dict[str, str]            # community id → its API URL (…/api)
+    log_retention_days: int = 90
+    alarm_emails: tuple[str, ...] = ()
+    artifact_bucket: str = ""
+    is_hub = True
+
+    @property
+    def key(self) -> str:
+        """``hub-<district>``: what names the hub stack in build/ and deploy (never a community id)."""
+        return f"hub-{self.id}"
+
+    @property
+    def partition(self) -> str:
+        return "aws-cn" if self.region.startswith("cn-") else "aws"
+
+    @property
+    def resource_prefix(self) -> str:
+        return f"{APPLICATION}-hub-{self.id}"
+
+    @property
+    def stack_name(self) -> str:
+        return self.resource_prefix
+
+    @property
+    def parameter_path(self) -> str:
+        return f"/{APPLICATION}/hub-{self.id}/"
+
+    @property
+    def secret_parameters(self) -> dict[str, str]:
+        return {}  # the hub reads no SSM parameter: its keys are in Secrets Manager
+
+    @property
+    def secret_names(self) -> list[str]:
+        return [hub_key_secret_name(self.id, community) for community in sorted(self.communities)]
+
+    def environment(self) -> dict[str, str]:
+        registry = {community: {"url": url, "key_secret": hub_key_secret_name(self.id, community)}
+                    for community, url in sorted(self.communities.items())}
+        return {
+            "TIMEBANK_STACK": "hub",
+            "TIMEBANK_COMMUNITY": f"hub-{self.id}",
+            "TIMEBANK_COMMUNITY_NAME": self.display_name,
+            "TIMEBANK_STAGE": STAGE,
+            "TIMEBANK_RESOURCE_PREFIX": self.resource_prefix,
+            "TIMEBANK_DISTRICT": self.id,
+            "TIMEBANK_HUB_COMMUNITIES": json.dumps(registry, sort_keys=True, separators=(",", ":")),
+            "POWERTOOLS_SERVICE_NAME": APPLICATION,
+            "POWERTOOLS_METRICS_NAMESPACE": "Timebank",
+        }
+
+
+def load_stack(key: str) -> "CommunityConfig | HubConfig":
+    """A community (``demo``) or a district hub (``hub-demo``: ``infra/hubs/demo.toml``)."""
+    if key.startswith("hub-"):
+        return load_hub(key[len("hub-"):])
+    return load_community(key)
+
+
+def hub_ids(directory: Path = HUBS_DIR) -> list[str]:
+    return sorted(path.stem for path in directory.glob("*.toml"))
+
+
+def load_hub(district_id: str, directory: Path = HUBS_DIR) -> HubConfig:
+    path = directory / f"{district_id}.toml"
+    if not path.is_file():
+        known = ", ".join(hub_ids(directory)) or "none"
+        raise ConfigError(str(path), {"file": f"no such hub file (known: {known})"})
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(path), {"file": f"not valid TOML: {exc}"}) from None
+    return parse_hub(data, source=str(path), expected_id=district_id)
+
+
+def parse_hub(data: Mapping[str, Any], source: str = "<hub>", expected_id: str | None = None) -> HubConfig:
+    problems: dict[str, str] = {}
+    check = _Checker(problems)
+    for unknown in sorted(set(data) - HUB_KEYS):
+        problems[unknown] = f"unknown setting (allowed: {', '.join(sorted(HUB_KEYS))})"
+    district_id = check.value(data, "id", _district_id)
+    if district_id is not None and expected_id is not None and district_id != expected_id:
+        problems["id"] = f"must equal the file name {expected_id!r} (got {district_id!r})"
+    display_name = check.value(data, "display_name", lambda v: _text(v, 1, 40))
+    region = check.value(data, "region", _region)
+    log_days = check.value(data, "log_retention_days", _log_retention, 90)
+    alarms = check.table(data, "alarms", {"emails"}, required=False)
+    emails = check.value(alarms, "alarms.emails", _emails, ())
+    deploy = check.table(data, "deploy", {"artifact_bucket"}, required=False)
+    artifact_bucket = check.value(deploy, "deploy.artifact_bucket", _bucket, "")
+    communities = check.table(data, "communities", None, required=True)
+    members: dict[str, str] = {}
+    for community, entry in sorted((communities or {}).items()):
+        name = f"communities.{community}"
+        try:
+            _community_id(community)
+        except ValueError as exc:
+            problems[name] = str(exc)
+            continue
+        if not isinstance(entry, dict) or set(entry) != {"url"}:
+            problems[name] = "must be a table with url = the community's API endpoint"
+            continue
+        try:
+            members[community] = _url(entry["url"])
+        except ValueError as exc:
+            problems[f"{name}.url"] = f"{exc} (got {entry['url']!r})"
+    if communities is not None and not members and not problems:
+        problems["communities"] = "must list at least one community"
+    if problems:
+        raise ConfigError(source, problems)
+    return HubConfig(id=district_id, display_name=display_name, region=region, communities=members,
+                     log_retention_days=log_days, alarm_emails=emails, artifact_bucket=artifact_bucket)
 
 
 def community_ids(directory: Path = COMMUNITIES_DIR) -> list[str]:
@@ -241,6 +404,10 @@ def parse_community(data: Mapping[str, Any], source: str = "<config>",
     zyh_api_base = check.value(zyh, "zyh.api_base", _https_url, "")
     zyh_timeout = check.value(zyh, "zyh.timeout_minutes", lambda v: _int(v, 1, 24 * 60), 15)
     zyh_coins = check.value(zyh, "zyh.coins_per_minute", lambda v: _int(v, 1, 1000), 1)
+    district = check.table(data, "district", DISTRICT_KEYS, required=False)
+    district_id = check.value(district, "district.id", _district_id)
+    hub_url = check.value(district, "district.hub_url", _url)
+    max_transfer = check.value(district, "district.max_transfer_minutes", lambda v: _int(v, 0, 100_000), 0)
 
     if problems:
         raise ConfigError(source, problems)
@@ -252,6 +419,7 @@ def parse_community(data: Mapping[str, Any], source: str = "<config>",
         artifact_bucket=artifact_bucket, wechat_templates=templates, lifecycle=lifecycle, assets=assets,
         min_redeem_age=min_age, zyh_api_base=zyh_api_base, zyh_timeout_minutes=zyh_timeout,
         zyh_coins_per_minute=zyh_coins, family=family, risk=risk,
+        district=DistrictLink(district_id, hub_url, max_transfer) if district is not None else None,
     )
 
 
@@ -344,7 +512,24 @@ def _community_id(value: Any) -> str:
         raise ValueError("must be lowercase letters, digits and single hyphens, starting with a letter")
     if len(value) > MAX_COMMUNITY_ID_LENGTH:
         raise ValueError(f"must be at most {MAX_COMMUNITY_ID_LENGTH} characters (resource name limits)")
+    if value == "hub" or value.startswith("hub-"):
+        raise ValueError("must not start with 'hub' (timebank-hub-<district> names the district hubs)")
     return value
+
+
+def _district_id(value: Any) -> str:
+    if not isinstance(value, str) or not COMMUNITY_ID.match(value):
+        raise ValueError("must be lowercase letters, digits and single hyphens, starting with a letter")
+    # "timebank-hub-<id>" must leave a community's room (20) in resource names.
+    if len(value) > MAX_COMMUNITY_ID_LENGTH - 4:
+        raise ValueError(f"must be at most {MAX_COMMUNITY_ID_LENGTH - 4} characters (resource name limits)")
+    return value
+
+
+def _url(value: Any) -> str:
+    if not isinstance(value, str) or not URL.match(value):
+        raise ValueError("must be an http(s) URL such as https://abc.execute-api.cn-north-1.amazonaws.com.cn/api")
+    return value.rstrip("/")
 
 
 def _text(value: Any, low: int, high: int) -> str:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from infra.config import APPLICATION, CommunityConfig, ConfigError, load_community
+from infra.config import APPLICATION, CommunityConfig, ConfigError, load_stack
 from infra.lint import PARTITION_REGIONS, lint_template
 from infra.vendoring import REPO_ROOT
 
@@ -79,21 +79,25 @@ class _Aws:
 def deploy_steps(config: CommunityConfig, build_dir: Path, artifact_bucket: str,
                  profile: str | None = None) -> list[Step]:
     aws = _Aws(config, profile)
-    target = build_dir / config.id
+    target = build_dir / config.key
     template = target / "template.json"
     packaged = target / "packaged.json"
     # The secrets must exist before the functions need them; only names are read, never values.
     steps = [Step(aws("ssm", "get-parameter", "--name", name, "--query", "Parameter.Name",
                        "--output", "text"))
               for name in config.secret_parameters.values()]
+    # 通存通兑: the district keys (Secrets Manager) must exist too (infra/README.md, District hub).
+    steps += [Step(aws("secretsmanager", "describe-secret", "--secret-id", name, "--query", "Name",
+                       "--output", "text"))
+              for name in config.secret_names]
     steps += [
         Step(aws("cloudformation", "package", "--template-file", str(template),
-                 "--s3-bucket", artifact_bucket, "--s3-prefix", f"{APPLICATION}/{config.id}",
+                 "--s3-bucket", artifact_bucket, "--s3-prefix", f"{APPLICATION}/{config.key}",
                  "--output-template-file", str(packaged), "--use-json")),
         Step(aws("cloudformation", "deploy", "--template-file", str(packaged),
                  "--stack-name", config.stack_name, "--capabilities", *CAPABILITIES,
                  "--no-fail-on-empty-changeset",
-                 "--tags", f"Application={APPLICATION}", f"Community={config.id}")),
+                 "--tags", f"Application={APPLICATION}", f"Community={config.key}")),
         Step(aws("cloudformation", "describe-stacks", "--stack-name", config.stack_name,
                  "--query", "Stacks[0].Outputs", "--output", "table")),
     ]
@@ -184,7 +188,7 @@ def main(argv: list[str] | None = None, runner: Runner = run_aws) -> int:
     args = parser.parse_args(argv)
 
     try:
-        config = load_community(args.community)
+        config = load_stack(args.community)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -193,10 +197,10 @@ def main(argv: list[str] | None = None, runner: Runner = run_aws) -> int:
         bucket = args.artifact_bucket or config.artifact_bucket
         if not bucket:
             print("error: no artifact bucket: set [deploy] artifact_bucket in "
-                  f"infra/communities/{config.id}.toml or pass --artifact-bucket", file=sys.stderr)
+                  f"infra/communities/{config.key}.toml or pass --artifact-bucket", file=sys.stderr)
             return 2
         steps = deploy_steps(config, args.build_dir, bucket, args.profile)
-        template = args.build_dir / config.id / "template.json"
+        template = args.build_dir / config.key / "template.json"
         if args.dry_run:
             print(f"# pre-flight, in-process: cfn-lint {template} for {' '.join(PARTITION_REGIONS)}")
         else:
@@ -205,14 +209,14 @@ def main(argv: list[str] | None = None, runner: Runner = run_aws) -> int:
                 print("error: " + "\n  ".join(problems), file=sys.stderr)
                 return 2
     else:
-        if args.confirm != config.id:
+        if args.confirm != config.key:
             what = ("the stack AND, irreversibly, the ledger tables and the evidence bucket"
                     if args.delete_data else
                     "the stack (API, functions, queues, schedules, alarms); tables and the "
                     "evidence bucket are retained")
-            print(f"error: destroying community {config.id} ({config.display_name}) in "
+            print(f"error: destroying community {config.key} ({config.display_name}) in "
                   f"{config.region} deletes {what}. Repeat the id to confirm: "
-                  f"--confirm {config.id}", file=sys.stderr)
+                  f"--confirm {config.key}", file=sys.stderr)
             return 2
         steps = destroy_steps(config, args.delete_data, args.profile)
 
@@ -225,17 +229,17 @@ def main(argv: list[str] | None = None, runner: Runner = run_aws) -> int:
         print(f"error: {shlex.join(exc.cmd)} failed with exit code {exc.returncode}", file=sys.stderr)
         return 1
     if args.action == "destroy" and not args.delete_data:
-        print(f"Stack {config.stack_name} deleted. Retained: the {APPLICATION}-{config.id}-* tables "
+        print(f"Stack {config.stack_name} deleted. Retained: the {APPLICATION}-{config.key}-* tables "
               "and the evidence bucket (see infra/README.md, Tear-down).")
     return 0
 
 
 def _check_build(config: CommunityConfig, build_dir: Path) -> list[str]:
-    summary_path = build_dir / config.id / "build.json"
+    summary_path = build_dir / config.key / "build.json"
     if not summary_path.is_file():
-        return [f"{summary_path} not found: run `make package COMMUNITY={config.id}` first"]
+        return [f"{summary_path} not found: run `make package COMMUNITY={config.key}` first"]
     summary = json.loads(summary_path.read_text(encoding="utf-8"))
-    if summary.get("community") != config.id:
+    if summary.get("community") != config.key:
         return [f"{summary_path} was built for {summary.get('community')!r}"]
     return []
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from infra.build import DEFAULT_APP_MODULE
-from infra.config import ConfigError, community_ids, load_community
+from infra.config import ConfigError, community_ids, hub_ids, load_stack
 from infra.vendoring import REPO_ROOT
 
 # Variables of the calling shell (a test session, `make run`) that must not reach a build.
@@ -55,7 +55,7 @@ def build_in_subprocess(community: str, out: Path, app_module: str) -> BuildResu
 def package(communities: list[str], out: Path, app_module: str = DEFAULT_APP_MODULE,
             jobs: int | None = None) -> list[BuildResult]:
     for community in communities:
-        load_community(community)  # every file valid before any build starts
+        load_stack(community)  # every file valid before any build starts
     workers = max(1, min(jobs or os.cpu_count() or 1, len(communities)))
     with ThreadPoolExecutor(max_workers=workers) as pool:
         return list(pool.map(lambda c: build_in_subprocess(c, out, app_module), communities))
@@ -72,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=None, help="parallel builds (default: cores)")
     args = parser.parse_args(argv)
 
-    communities = community_ids() if args.all else list(dict.fromkeys(args.community))
+    communities = [*community_ids(), *(f"hub-{d}" for d in hub_ids())] if args.all \
+        else list(dict.fromkeys(args.community))
     started = time.monotonic()
     try:
         results = package(communities, args.out.resolve(), args.app, args.jobs)

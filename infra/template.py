@@ -39,6 +39,7 @@ SQS_ACTIONS = [
 ]
 EVIDENCE_ACTIONS = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]
 PARAMETER_ACTIONS = ["ssm:GetParameter", "ssm:GetParameters"]
+SECRET_ACTIONS = ["secretsmanager:GetSecretValue"]
 LOG_ACTIONS = ["logs:CreateLogStream", "logs:PutLogEvents"]
 
 TRANSIENT = {"DeletionPolicy": "Delete", "UpdateReplacePolicy": "Delete"}
@@ -75,11 +76,11 @@ def evidence_bucket_name(config: CommunityConfig) -> dict[str, str]:
 
 
 def _tags(config: CommunityConfig) -> list[dict[str, str]]:
-    return [{"Key": "Application", "Value": APPLICATION}, {"Key": "Community", "Value": config.id}]
+    return [{"Key": "Application", "Value": APPLICATION}, {"Key": "Community", "Value": config.key}]
 
 
 def _tag_map(config: CommunityConfig) -> dict[str, str]:
-    return {"Application": APPLICATION, "Community": config.id}
+    return {"Application": APPLICATION, "Community": config.key}
 
 
 # ---- IAM ------------------------------------------------------------------------------------
@@ -106,6 +107,8 @@ def role_policy(config: CommunityConfig, inventory: Inventory) -> dict[str, Any]
     if queues:
         statements.append({"Sid": "CommunityQueues", "Effect": "Allow",
                            "Action": SQS_ACTIONS, "Resource": queues})
+    if getattr(config, "is_hub", False):
+        return {"Version": "2012-10-17", "Statement": statements + _secret_statements(config)}
     statements.append({"Sid": "EvidenceObjects", "Effect": "Allow", "Action": EVIDENCE_ACTIONS,
                        "Resource": {"Fn::Sub": "${%s.Arn}/*" % EVIDENCE_BUCKET}})
     # Listing a request's photos and the retention sweep list the bucket; without it S3 also
@@ -115,7 +118,18 @@ def role_policy(config: CommunityConfig, inventory: Inventory) -> dict[str, Any]
     statements.append({"Sid": "CommunitySecrets", "Effect": "Allow", "Action": PARAMETER_ACTIONS,
                        "Resource": {"Fn::Sub": "arn:${AWS::Partition}:ssm:${AWS::Region}:"
                                                "${AWS::AccountId}:parameter" + config.parameter_path + "*"}})
-    return {"Version": "2012-10-17", "Statement": statements}
+    return {"Version": "2012-10-17", "Statement": statements + _secret_statements(config)}
+
+
+def _secret_statements(config: Any) -> list[dict[str, Any]]:
+    """通存通兑: reading the district keys (Secrets Manager), by name; Secrets Manager appends
+    a random six-character suffix to a secret's ARN."""
+    names = getattr(config, "secret_names", [])
+    if not names:
+        return []
+    return [{"Sid": "DistrictKeys", "Effect": "Allow", "Action": SECRET_ACTIONS,
+             "Resource": [{"Fn::Sub": "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}"
+                                      ":secret:" + name + "-??????"} for name in names]}]
 
 
 # ---- resources ------------------------------------------------------------------------------
@@ -260,8 +274,12 @@ def finalize(sam: dict[str, Any], config: CommunityConfig, inventory: Inventory)
     from functions.core.messaging import queue_name  # names fixed by the community's environment
 
     template = copy.deepcopy(sam)
-    template["Description"] = (f"Timebank (时间银行) community {config.id} ({config.display_name}): "
-                               "API, queues, schedules, tables and evidence storage")
+    hub = getattr(config, "is_hub", False)
+    template["Description"] = (
+        f"Timebank (时间银行) district hub {config.id} ({config.display_name}): 通存通兑 clearing between "
+        "communities: signed API, queues, schedules, tables" if hub else
+        f"Timebank (时间银行) community {config.id} ({config.display_name}): "
+        "API, queues, schedules, tables and evidence storage")
     resources: dict[str, Any] = template["Resources"]
     functions = functions_by_handler(template)
     missing = [h for h in inventory.handlers() if h not in functions]
@@ -280,9 +298,10 @@ def finalize(sam: dict[str, Any], config: CommunityConfig, inventory: Inventory)
     for consumer in inventory.consumers:
         _wire_queue_event(resources[functions[consumer.handler]], consumer)
 
-    resources.update(_evidence_bucket(config))
-
-    environment_refs: dict[str, Any] = {"TIMEBANK_EVIDENCE_BUCKET": {"Ref": EVIDENCE_BUCKET}}
+    environment_refs: dict[str, Any] = {}
+    if not hub:   # the hub keeps no evidence
+        resources.update(_evidence_bucket(config))
+        environment_refs["TIMEBANK_EVIDENCE_BUCKET"] = {"Ref": EVIDENCE_BUCKET}
     environment_refs.update({queue_url_variable(logical): {"Ref": queue_id(logical)}
                              for logical in sorted(inventory.queues)})
     for logical_id in functions.values():
@@ -308,7 +327,8 @@ def finalize(sam: dict[str, Any], config: CommunityConfig, inventory: Inventory)
     resources.update(_alarms(resources, config))
     resources.update(_gateway_responses())
 
-    template["Outputs"].update({
+    template["Outputs"].update({"Hub": {"Value": config.id}, "AlarmTopicArn": {"Value": {"Ref": ALARM_TOPIC}}}
+                               if hub else {
         "Community": {"Value": config.id},
         "EvidenceBucketName": {"Value": {"Ref": EVIDENCE_BUCKET}},
         "AlarmTopicArn": {"Value": {"Ref": ALARM_TOPIC}},

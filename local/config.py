@@ -24,6 +24,8 @@ class RuntimeConfig:
     poll_interval_seconds: float = 1.0    # idle wait between empty receives
     retry_delay_seconds: float = 5.0      # a failed message is visible again after this
     schedule_max_interval_seconds: float = 0.0  # 0 = fire at the real rate; >0 caps it
+    district: bool = True                 # also the district's other communities and its hub
+    moto_endpoint: str = ""               # an already running moto (a district's child process)
 
 
 def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
@@ -84,8 +86,12 @@ def parse_config(argv: Sequence[str] | None = None,
                         dest="schedule_max_interval_seconds",
                         default=_number(env, "TIMEBANK_LOCAL_SCHEDULE_MAX_SECONDS", 0.0),
                         help="fire every schedule at least this often (0 = at its own rate)")
+    # 通存通兑: a community of a district brings up the district (local/district.py).
+    parser.add_argument("--district", action=argparse.BooleanOptionalAction,
+                        default=_flag(env, "TIMEBANK_LOCAL_DISTRICT", not real),
+                        help="also run the district's other communities and its hub (env TIMEBANK_LOCAL_DISTRICT)")
     args = parser.parse_args(argv)
     for name in ("api_port", "moto_port"):
         if not 0 <= getattr(args, name) <= 65535:
             parser.error(f"--{name.replace('_', '-')} must be a TCP port")
-    return RuntimeConfig(real_aws=real, **vars(args))
+    return RuntimeConfig(real_aws=real, moto_endpoint=env.get("TIMEBANK_LOCAL_MOTO_ENDPOINT", ""), **vars(args))

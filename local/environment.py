@@ -45,12 +45,14 @@ def prepare_environment(config: RuntimeConfig, moto_endpoint: str | None,
                         env: MutableMapping[str, str] | None = None) -> None:
     """``moto_endpoint`` is the started server's URL (None in real-AWS mode)."""
     env = os.environ if env is None else env
-    for name, value in COMMUNITY_DEFAULTS.items():
-        env.setdefault(name, value)
+    env.setdefault("TIMEBANK_COMMUNITY", COMMUNITY_DEFAULTS["TIMEBANK_COMMUNITY"])
     if not config.real_aws:
+        # A local 志愿汇 exchange times out in minutes, not the deployed quarter hour.
         env.setdefault("TIMEBANK_ZYH_TIMEOUT_MINUTES", LOCAL_ZYH_TIMEOUT_MINUTES)
     for name, value in community_file_environment(env["TIMEBANK_COMMUNITY"]).items():
         env.setdefault(name, value)  # an explicit environment variable still wins
+    for name, value in COMMUNITY_DEFAULTS.items():
+        env.setdefault(name, value)  # after the file: its admins win over the demo's
     # Business metrics are CloudWatch EMF lines on stdout: on a laptop they only bury the log.
     env.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
     if config.real_aws:

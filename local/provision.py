@@ -9,7 +9,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from functions.core.messaging import QUEUES, QueueSpec, dead_letter_queue_name, queue_name
+from functions.core.messaging import QueueSpec, dead_letter_queue_name, queue_name, stack_queues
 from functions.core.settings import get_settings
 from functions.adapters.dynamo import create_tables
 
@@ -28,13 +28,17 @@ class ProvisionedQueue:
 def provision_tables(dynamodb: Any) -> list[str]:
     from functions.bootstrap import table_definitions
 
-    create_tables(dynamodb, table_definitions())
-    return sorted(dynamodb.list_tables()["TableNames"])
+    definitions = table_definitions()
+    create_tables(dynamodb, definitions)
+    # This stack's own (a district's other stacks share the endpoint).
+    existing = set(dynamodb.list_tables()["TableNames"])
+    return sorted(d["TableName"] for d in definitions if d["TableName"] in existing)
 
 
 def provision_queues(sqs: Any) -> dict[str, ProvisionedQueue]:
-    """Every queue of ``QUEUES`` with its dead-letter queue and redrive policy."""
-    return {logical: provision_queue(sqs, spec) for logical, spec in sorted(QUEUES.items())}
+    """Every queue of this stack (``messaging.stack_queues``) with its dead-letter queue and
+    redrive policy."""
+    return {logical: provision_queue(sqs, spec) for logical, spec in sorted(stack_queues().items())}
 
 
 def provision_queue(sqs: Any, spec: QueueSpec) -> ProvisionedQueue:
@@ -76,3 +80,35 @@ def provision_evidence_bucket(s3: Any, region: str) -> str:
 
 def _arn(sqs: Any, url: str) -> str:
     return sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+
+
+def local_secret_value(*parts: str) -> str:
+    """A key for the local district (moto): derived from the district and community ids, so the
+    community and the hub, provisioning their own copies, hold the same key without talking."""
+    import hashlib
+
+    return hashlib.sha256("\x1f".join(("timebank-local-district", *parts)).encode()).hexdigest()
+
+
+def district_secrets() -> dict[str, str]:
+    """Secret name → local value of this stack's district keys (none outside a district)."""
+    settings = get_settings()
+    if settings.stack == "hub":
+        return {entry["key_secret"]: local_secret_value("hub-key", settings.district_id, community)
+                for community, entry in sorted(settings.hub_communities.items())}
+    if not settings.district_id:
+        return {}
+    return {settings.hub_key_secret: local_secret_value("hub-key", settings.district_id, settings.community_id),
+            settings.phone_hash_secret: local_secret_value("phone-hash", settings.district_id)}
+
+
+def provision_district_secrets(secretsmanager: Any) -> list[str]:
+    """Create this stack's district keys in (moto's) Secrets Manager; existing ones are kept."""
+    created = []
+    for name, value in district_secrets().items():
+        try:
+            secretsmanager.create_secret(Name=name, SecretString=value)
+            created.append(name)
+        except secretsmanager.exceptions.ResourceExistsException:
+            pass
+    return created

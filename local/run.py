@@ -9,6 +9,7 @@ Stops cleanly (exit code 0) on Ctrl-C or SIGTERM. Options: ``python -m local.run
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import threading
@@ -54,8 +55,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.info("ready in %.1fs — %s/v1/health ; Ctrl-C stops", time.monotonic() - began,
              runtime.api_url)
     # A timed wait keeps the main thread responsive to signals on every platform.
+    parent = os.getppid()
     while not stop_requested.wait(0.5):
-        pass
+        if config.moto_endpoint and os.getppid() != parent:
+            # A district's child (local/district.py) whose `make run` died without stopping it.
+            log.info("stopping (the district's make run is gone)")
+            break
     runtime.stop()
     log.info("stopped")
     return 0

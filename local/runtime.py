@@ -24,6 +24,11 @@ JOIN_TIMEOUT_SECONDS = 30
 
 
 def import_product_app() -> Chalice:
+    """The stack's app: a community's, or the district hub's (``TIMEBANK_STACK=hub``)."""
+    if os.environ.get("TIMEBANK_STACK") == "hub":
+        from functions.hub_app import app as hub_app
+
+        return hub_app
     from functions.app import app
 
     return app
@@ -42,6 +47,7 @@ class LocalRuntime:
         self.schedules: list[ScheduleRunner] = []
         self.region = ""
         self._listener: Callable[[str], None] | None = None
+        self.district: Any = None   # local.district.LocalDistrict: the district's other stacks
 
     @property
     def api_url(self) -> str:
@@ -70,6 +76,8 @@ class LocalRuntime:
         if config.real_aws:
             log.info("aws: real endpoints of the deployed stack (TIMEBANK_AWS=real); "
                      "no moto, nothing created%s", "" if config.seed else ", no seeding")
+        elif config.moto_endpoint:
+            log.info("moto: %s (the district's, shared)", config.moto_endpoint)
         else:
             self.moto = SerializedMotoServer(config.host, config.moto_port)
             self.moto.start()
@@ -79,15 +87,22 @@ class LocalRuntime:
             log.info("moto: %s (DynamoDB, SQS, S3; in memory, one request at a time; %s; %s)",
                      self.moto.endpoint, moto_compat.describe(),
                      "this process's calls in-process" if self.moto.in_process else "all calls over HTTP")
-        prepare_environment(config, self.moto_endpoint)
+        children = self._plan_district()
+        config = self.config
+        prepare_environment(config, self.moto_endpoint or config.moto_endpoint or None)
         from functions.core.settings import get_settings, reset_settings
 
         reset_settings()
         self.region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or ""
         self.app = self._app_factory()
         settings = get_settings()
-        log.info("community: %s (stage %s, admins %s, region %s)", settings.community_id,
-                 settings.stage, ",".join(settings.admin_openids) or "-", self.region or "default")
+        if settings.stack == "hub":
+            log.info("hub: %s (district %s, communities %s, region %s)", settings.community_id,
+                     settings.district_id, ",".join(sorted(settings.hub_communities)) or "-",
+                     self.region or "default")
+        else:
+            log.info("community: %s (stage %s, admins %s, region %s)", settings.community_id,
+                     settings.stage, ",".join(settings.admin_openids) or "-", self.region or "default")
 
         if not config.real_aws:
             self._provision()
@@ -101,11 +116,53 @@ class LocalRuntime:
         for worker in [*self.consumers, *self.schedules]:
             worker.start()
 
-        if config.seed:
+        if config.seed and settings.stack != "hub":
             self._seed(settings.admin_openids)
+        if children:
+            self._start_district(children)
+
+    def _plan_district(self) -> list[Any]:
+        """The district's other stacks (none for a child, real AWS, or a community of no
+        district); fixes this process's port first, since they must know it."""
+        config = self.config
+        if config.real_aws or config.moto_endpoint or not config.district:
+            return []
+        from local.district import free_port, plan
+
+        community = os.environ.get("TIMEBANK_COMMUNITY", "demo")
+        if config.api_port == 0:
+            from dataclasses import replace
+
+            self.config = config = replace(config, api_port=free_port(config.host))
+        extra, children = plan(community, config.host, config.api_port)
+        os.environ.update(extra)   # the hub is local too
+        return children
+
+    def _start_district(self, children: list[Any]) -> None:
+        from local.district import LocalDistrict
+        from local.seed import ApiError, seed_district_relatives
+
+        config = self.config
+        assert self.moto is not None
+        self.district = LocalDistrict(children, self.moto.endpoint, config.host, {
+            "seed": config.seed, "demo_residents": config.demo_residents, "consumers": config.consumers,
+            "schedules": config.schedules, "poll_interval": config.poll_interval_seconds,
+            "retry_delay": config.retry_delay_seconds,
+            "schedule_max_interval": config.schedule_max_interval_seconds})
+        self.district.start()
+        if config.seed and config.demo_residents:
+            from functions.core.settings import get_settings
+
+            try:
+                log.info("seed: %s", seed_district_relatives(
+                    {get_settings().community_id: self.api_url, **self.district.community_urls()}))
+            except ApiError as exc:
+                log.warning("seed: district relatives skipped (%s)", exc)
 
     def _provision(self) -> None:
-        from local.provision import provision_evidence_bucket, provision_queues, provision_tables
+        from functions.core.settings import get_settings
+        from local.provision import (provision_district_secrets, provision_evidence_bucket, provision_queues,
+                                     provision_tables)
 
         tables = provision_tables(self.client("dynamodb"))
         log.info("tables: %d created (%s)", len(tables), ", ".join(tables) or "none registered")
@@ -113,6 +170,11 @@ class LocalRuntime:
         log.info("queues: %s", ", ".join(
             f"{q.spec.logical_name} (dlq after {q.spec.max_receive_count})" for q in queues.values())
             or "none registered")
+        keys = provision_district_secrets(self.client("secretsmanager"))
+        if keys:
+            log.info("district keys: %s (Secrets Manager)", ", ".join(keys))
+        if get_settings().stack == "hub":
+            return  # the hub keeps no evidence
         bucket = provision_evidence_bucket(self.client("s3"), self.region)
         log.info("evidence bucket: %s (private, public access blocked)", bucket)
 
@@ -192,8 +254,9 @@ class LocalRuntime:
                               self.config.schedule_max_interval_seconds)
 
     def _seed(self, admin_openids: tuple[str, ...]) -> None:
-        from local.seed import (ApiError, seed_categories, seed_demo_activity, seed_demo_merchant, seed_demo_points,
-                                seed_demo_residents)
+        from functions.core.settings import get_settings
+        from local.seed import (ApiError, demo_residents_of, seed_categories, seed_demo_activity, seed_demo_merchant,
+                                seed_demo_points, seed_demo_residents)
 
         log.info("seed: %s", seed_categories())
         if not admin_openids:
@@ -206,8 +269,9 @@ class LocalRuntime:
         if not self.config.demo_residents:
             return
         try:
-            log.info("seed: %s", seed_demo_residents(self.api_url, admin_openids[0]))
-            log.info("seed: %s", seed_demo_points(self.api_url))
+            log.info("seed: %s", seed_demo_residents(self.api_url, admin_openids[0],
+                                                     demo_residents_of(get_settings().community_id)))
+            log.info("seed: %s", seed_demo_points(self.api_url, demo_residents_of(get_settings().community_id)[0]))
         except ApiError as exc:
             log.warning("seed: demo residents skipped (%s)", exc)
         try:
@@ -218,6 +282,9 @@ class LocalRuntime:
     def stop(self) -> None:
         """Stops everything that started; safe to call twice or after a failed start."""
         self._stop.set()
+        if self.district is not None:
+            self.district.stop()
+            self.district = None
         if self._listener is not None:
             from functions.adapters import sqs
 

@@ -31,6 +31,19 @@ DEMO_RESIDENTS = (
 )
 
 
+# 通存通兑: the district's second community has one verified demo household: a parent of
+# 演示居民甲's household, and 演示居民乙 who moved there (same phone: sending to oneself works).
+EAST_RESIDENTS = (
+    DemoResident("demo-east-resident", "演示东居民", "13900000001", "3", "1", "301", 1948),
+    DemoResident("demo-east-mover", "演示居民乙", "13800000002", "3", "1", "301", 1990),
+)
+DEMO_RESIDENTS_BY_COMMUNITY = {"demo": DEMO_RESIDENTS, "demo-east": EAST_RESIDENTS}
+
+
+def demo_residents_of(community_id: str) -> tuple[DemoResident, ...]:
+    return DEMO_RESIDENTS_BY_COMMUNITY.get(community_id, DEMO_RESIDENTS)
+
+
 def seed_categories() -> str:
     from functions import bootstrap
 
@@ -136,6 +149,8 @@ def seed_demo_points(base_url: str, resident: DemoResident = DEMO_RESIDENTS[0]) 
         bootstrap.ledger().transfer(derived_id("tr", "demo-points", account, asset), ISSUANCE, account, asset, amount,
                                     kind="grant", memo="演示积分")
     return f"demo points: {resident.openid} " + ", ".join(f"{asset} {amount}" for asset, amount in DEMO_POINTS)
+
+
 DEMO_ACTIVITY_TITLE = "社区环境清洁日（演示）"
 
 
@@ -161,3 +176,24 @@ def seed_demo_activity(base_url: str, admin_openid: str) -> str:
     created = call_api(base_url, "POST", "/v1/admin/activities", body, token=admin_token,
                        headers={"Idempotency-Key": f"demo-activity-{day.isoformat()}"})
     return f"demo activity: {created['id']} published"
+
+
+def seed_district_relatives(urls: dict[str, str]) -> str:
+    """The first demo household of each community declares the first of every other one
+    relatives (each side in its own community, as API.md asks); declaring again is a no-op."""
+    households: dict[str, tuple[str, str]] = {}
+    for community, url in urls.items():
+        first = demo_residents_of(community)[0]
+        session = login(url, first.openid)
+        if session.get("resident") is None:
+            return f"district relatives: {first.openid} not registered in {community}, skipped"
+        households[community] = (session["token"], session["resident"]["household_id"])
+    pairs = []
+    for community, (token, household_id) in households.items():
+        for other, (_, other_household) in households.items():
+            if other == community:
+                continue
+            call_api(urls[community], "POST", "/v1/households/mine/relatives",
+                     {"household_id": other_household, "community": other}, token=token)
+            pairs.append(f"{community}:{household_id}->{other}:{other_household}")
+    return "district relatives: " + ", ".join(pairs)

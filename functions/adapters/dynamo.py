@@ -74,8 +74,10 @@ def table(model: M) -> M:
     return model
 
 
-def registered_models() -> list[type[Model]]:
-    return [model for _, model in sorted(_TABLES.items())]
+def registered_models(modules: Iterable[str] | None = None) -> list[type[Model]]:
+    """Every registered model, or those defined in ``modules`` (a stack's own tables)."""
+    wanted = set(modules) if modules is not None else None
+    return [model for _, model in sorted(_TABLES.items()) if wanted is None or model.__module__ in wanted]
 
 
 def table_definitions(models: Iterable[type[Model]] | None = None) -> list[dict[str, Any]]:

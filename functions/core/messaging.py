@@ -24,6 +24,7 @@ class QueueSpec:
     consumer_timeout_seconds: int = 30   # the Lambda timeout of its consumer
     max_receive_count: int = 5           # then the message goes to the dead-letter queue
     batch_size: int = 10
+    stack: str = "community"             # the stack that owns it: "community" or "hub"
 
     @property
     def name(self) -> str:
@@ -46,9 +47,17 @@ def register_queue(spec: QueueSpec) -> QueueSpec:
     return spec
 
 
+def stack_queues(stack: str | None = None) -> dict[str, QueueSpec]:
+    """The queues of one stack (default: this process's, ``settings.stack``): what it creates
+    and what its relay may send to. A process that imported both apps (tests) still keeps them
+    apart."""
+    wanted = stack or get_settings().stack
+    return {name: spec for name, spec in QUEUES.items() if spec.stack == wanted}
+
+
 def subscribers(event_type: str) -> list[str]:
-    """The logical queues an event of this type is delivered to."""
-    return sorted(name for name, spec in QUEUES.items() if event_type in spec.events)
+    """The logical queues of this stack an event of this type is delivered to."""
+    return sorted(name for name, spec in stack_queues().items() if event_type in spec.events)
 
 
 def queue_name(logical_name: str) -> str:

@@ -77,6 +77,20 @@ class Settings:
     zyh_key_parameter: str = ""
     zyh_timeout_minutes: int = 15
     zyh_coins_per_minute: int = 1
+    # Which stack this process is: "community" or "hub" (the district clearing hub). Each stack
+    # creates and uses only its own tables and queues.
+    stack: str = "community"
+    # 通存通兑: the district this community belongs to ("" = none, cross-community transfers are
+    # refused), the hub's URL, and Secrets Manager names (never values) of the key this community
+    # shares with the hub and of the district-wide key of the keyed phone hash.
+    district_id: str = ""
+    hub_url: str = ""
+    hub_key_secret: str = ""
+    phone_hash_secret: str = ""
+    district_max_transfer: int = 0   # minutes per cross-community transfer, 0 = no limit
+    # The hub: community id -> {"url": its API, "key_secret": name of the key shared with it}.
+    hub_communities: dict = field(default_factory=dict)
+    signature_window_seconds: int = 300
 
     @property
     def is_local(self) -> bool:
@@ -166,6 +180,14 @@ def get_settings() -> Settings:
         zyh_key_parameter=os.environ.get("TIMEBANK_ZYH_KEY_PARAMETER", ""),
         zyh_timeout_minutes=_int("TIMEBANK_ZYH_TIMEOUT_MINUTES", 15),
         zyh_coins_per_minute=_int("TIMEBANK_ZYH_COINS_PER_MINUTE", 1),
+        stack=os.environ.get("TIMEBANK_STACK", "community") or "community",
+        district_id=os.environ.get("TIMEBANK_DISTRICT", ""),
+        hub_url=os.environ.get("TIMEBANK_HUB_URL", "").rstrip("/"),
+        hub_key_secret=os.environ.get("TIMEBANK_HUB_KEY_SECRET", ""),
+        phone_hash_secret=os.environ.get("TIMEBANK_PHONE_HASH_SECRET", ""),
+        district_max_transfer=_int("TIMEBANK_DISTRICT_MAX_TRANSFER", 0),
+        hub_communities=_json_object("TIMEBANK_HUB_COMMUNITIES"),
+        signature_window_seconds=_int("TIMEBANK_SIGNATURE_WINDOW_SECONDS", 300),
     )
 
 

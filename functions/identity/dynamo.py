@@ -8,6 +8,8 @@ Tables (names ``timebank-<community>-<logical>``):
                         household is ONE strongly consistent Query. Indexes: ``by-member-id``
                         (find a member from its id alone) and ``by-status`` (residents only — a
                         sparse index, dependants have no status — for the admin review queue).
+                        ``by-phone-hash`` (sparse: residents whose keyed phone hash is known) finds
+                        the same person after a move to another community of the district (通存通兑).
 - ``households``        household_id (derived from the normalised address) → address as first
                         registered, starting-credits mark.
 - ``household-relatives`` (household_id, relative_household_id): one side's declaration; index
@@ -58,6 +60,12 @@ class MemberByMemberId(GlobalSecondaryIndex):
     member_id = UnicodeAttribute(hash_key=True)
 
 
+class MemberByPhoneHash(GlobalSecondaryIndex):
+    Meta = index_meta("by-phone-hash")
+
+    phone_hash = UnicodeAttribute(hash_key=True)
+
+
 class MemberByStatus(GlobalSecondaryIndex):
     Meta = index_meta("by-status")
 
@@ -86,6 +94,7 @@ class MemberItem(Model):
     reviewed_at = UnicodeAttribute(null=True)
     reviewed_by = UnicodeAttribute(null=True)
     rejection_reason = UnicodeAttribute(null=True)
+    phone_hash = UnicodeAttribute(null=True)
     # dependants
     relation = UnicodeAttribute(null=True)
     created_by = UnicodeAttribute(null=True)
@@ -99,6 +108,7 @@ class MemberItem(Model):
 
     by_member_id = MemberByMemberId()
     by_status = MemberByStatus()
+    by_phone_hash = MemberByPhoneHash()
 
 
 @table
@@ -165,7 +175,8 @@ def _member(record: MemberItem) -> Member:
             reviewed_by=record.reviewed_by, rejection_reason=record.rejection_reason,
             proxy_since=_dt(record.proxy_since),
             reputation=Reputation(int(record.rep_completed or 0), int(record.rep_no_shows or 0),
-                                  int(record.rep_rating_sum or 0), int(record.rep_rating_count or 0)))
+                                  int(record.rep_rating_sum or 0), int(record.rep_rating_count or 0)),
+            phone_hash=record.phone_hash)
     return Dependant(
         id=record.member_id, household_id=record.household_id, name=record.name,
         birth_year=int(record.birth_year), relation=record.relation or "", created_by=record.created_by or "",
@@ -243,7 +254,8 @@ class DynamoIdentityStore:
             household_id, resident.id, kind=KIND_RESIDENT, name=resident.name,
             birth_year=resident.birth_year, created_at=_iso(resident.created_at), openid=resident.openid,
             phone=resident.phone, building=resident.address.building, unit=resident.address.unit,
-            room=resident.address.room, status=resident.status, roles=set(resident.roles) or None)
+            room=resident.address.room, status=resident.status, roles=set(resident.roles) or None,
+            phone_hash=resident.phone_hash)
         with self._tx() as tx:
             tx.update(LoginItem(resident.openid), actions=[
                 LoginItem.resident_id.set(resident.id),
@@ -276,6 +288,11 @@ class DynamoIdentityStore:
         for record in MemberItem.by_member_id.query(member_id, limit=1):
             return _member(record)
         return None
+
+    def find_by_phone_hash(self, phone_hash: str) -> list[Resident]:
+        """Residents with this keyed phone hash (eventually consistent index read)."""
+        return [m for m in (_member(r) for r in MemberItem.by_phone_hash.query(phone_hash, limit=10))
+                if isinstance(m, Resident)]
 
     def list_members(self, household_id: str) -> list[Member]:
         return [_member(r) for r in MemberItem.query(household_id, consistent_read=True)]
@@ -312,6 +329,8 @@ class DynamoIdentityStore:
     def update_resident_status(self, resident: Resident, expected_status: str) -> bool:
         reason_action = (MemberItem.rejection_reason.set(resident.rejection_reason)
                          if resident.rejection_reason is not None else MemberItem.rejection_reason.remove())
+        # A resident registered before the keyed phone hash existed gets it on this write.
+        backfill = [MemberItem.phone_hash.set(resident.phone_hash)] if resident.phone_hash else []
         try:
             with self._tx() as tx:
                 tx.update(MemberItem(resident.household_id, resident.id), actions=[
@@ -319,6 +338,7 @@ class DynamoIdentityStore:
                     MemberItem.reviewed_at.set(_iso(resident.reviewed_at)),
                     MemberItem.reviewed_by.set(resident.reviewed_by),
                     reason_action,
+                    *backfill,
                 ], condition=MemberItem.status == expected_status)
                 tx.update(LoginItem(resident.openid), actions=[LoginItem.status.set(resident.status)],
                           condition=LoginItem.resident_id == resident.id)
@@ -408,9 +428,11 @@ class DynamoIdentityStore:
         if expected_status is not None:
             reason_action = (MemberItem.rejection_reason.set(resident.rejection_reason)
                              if resident.rejection_reason is not None else MemberItem.rejection_reason.remove())
+            # A resident registered before the keyed phone hash existed gets it on this write.
+            backfill = [MemberItem.phone_hash.set(resident.phone_hash)] if resident.phone_hash else []
             writes.append(Update(MemberItem(resident.household_id, resident.id), [
                 MemberItem.status.set(resident.status), MemberItem.reviewed_at.set(_iso(resident.reviewed_at)),
-                MemberItem.reviewed_by.set(resident.reviewed_by), reason_action,
+                MemberItem.reviewed_by.set(resident.reviewed_by), reason_action, *backfill,
             ], MemberItem.status == expected_status))
             writes.append(Update(LoginItem(resident.openid), [LoginItem.status.set(resident.status)],
                                  LoginItem.resident_id == resident.id))

@@ -196,6 +196,9 @@ class Resident:
     rejection_reason: str | None = None
     proxy_since: datetime | None = None       # named 亲情代理 of the household
     reputation: Reputation = field(default_factory=Reputation)
+    # 通存通兑: HMAC of the phone under the district-wide key, so another community can
+    # recognise the same person after a move without the phone leaving either stack.
+    phone_hash: str | None = None
 
 
 @dataclass(frozen=True)
@@ -285,6 +288,21 @@ def rejected(resident: Resident, actor: str, at: datetime, reason: str) -> Resid
 
 
 # --- relations between households ----------------------------------------------------------
+
+
+# A household of another community of the district, as a relative: "<community>:<household>".
+# Local household ids never contain ":", so the two kinds cannot be confused.
+REMOTE_SEPARATOR = ":"
+
+
+def remote_household_key(community_id: str, household_id: str) -> str:
+    return f"{community_id}{REMOTE_SEPARATOR}{household_id}"
+
+
+def split_household_key(key: str) -> tuple[str | None, str]:
+    """(community or None for a local household, household id)."""
+    community, separator, household = key.partition(REMOTE_SEPARATOR)
+    return (community, household) if separator else (None, key)
 
 
 def are_relatives(own_household: str, other_household: str, declared: set[tuple[str, str]]) -> bool:

@@ -27,6 +27,9 @@ class IdentityStore(Protocol):
 
     def list_members(self, household_id: str) -> list[Member]: ...
 
+    def find_by_phone_hash(self, phone_hash: str) -> list[Resident]:
+        """Residents with this keyed phone hash (eventually consistent index read)."""
+
     def create_dependant(self, dependant: Dependant, limit: int) -> bool:
         """Store it unless the id exists (False: the caller compares content), counting it on the
         household in the same transaction: ``LimitExceeded`` when the household has ``limit``."""
@@ -90,6 +93,12 @@ class StartingLedger(Protocol):
         """``also`` alone, in one transaction (a failed condition: ``InvalidState``)."""
 
     def get_transfer(self, transfer_id: str) -> Any: ...
+
+
+class PhoneHasher(Protocol):
+    """The keyed hash of a phone under the district-wide key (通存通兑); None outside a district."""
+
+    def __call__(self, phone: str) -> str | None: ...
 
 
 class WeChatLogin(Protocol):

@@ -16,7 +16,7 @@ from functions import bootstrap
 from functions.core import clock
 from functions.core.caller import Caller
 from functions.core.errors import (AlreadyExists, BusinessRuleViolation, Conflict, IdempotencyMismatch,
-                                   InvalidState, LimitExceeded, NotFound, UpstreamError)
+                                   InvalidState, LimitExceeded, NotFound, UpstreamError, ValidationError)
 from functions.core.events import parse_event
 from functions.core.messaging import QueueSpec, register_queue
 from functions.core.observability import actor_ref, logger
@@ -59,7 +59,19 @@ REGISTRATION = Schema({
                                  "room": "502", "birth_year": 1956})
 DEPENDANT = Schema({"name": Str(max_len=40, label="姓名"), "birth_year": BIRTH_YEAR, "relation": RELATION},
                    name="NewDependant", example={"name": "外婆", "birth_year": 1940, "relation": "grandparent"})
-RELATIVE = Schema({"household_id": Id(max_len=100, label="住户"), "relation": RELATION}, name="NewRelative")
+def _relation_unless_remote(body: dict[str, Any]) -> None:
+    if body.get("community") is None and body.get("relation") is None:
+        raise ValidationError("关系必填", {"fields": {"relation": "关系必填"}})
+
+
+RELATIVE = Schema({"household_id": Id(max_len=100, label="住户"),
+                   "relation": Str(choices=RELATIONS, required=False, label="关系",
+                                   description="required for a household of this community"),
+                   # 通存通兑: a household of another community of the district (each side
+                   # declares the other in its own community).
+                   "community": Str(max_len=20, pattern=r"[a-z][a-z0-9]*(-[a-z0-9]+)*", required=False,
+                                    label="社区")},
+                  name="NewRelative", check=_relation_unless_remote)
 ROLES_BODY = Schema({"roles": ListOf(Str(choices=ROLES), max_items=len(ROLES), unique=True, label="角色")},
                     name="RolesChange")
 PROXY_BODY = Schema({"member_id": Id(max_len=100, label="成员")}, name="NewProxy",
@@ -147,7 +159,7 @@ def add_member(ctx: RequestContext) -> dict[str, Any]:
 def declare_relative(ctx: RequestContext) -> Any:
     """Declare another household as relatives; transfers need the declaration on both sides."""
     declaration, created, mutual = bootstrap.identity().declare_relative(
-        ctx.caller, ctx.data["household_id"], ctx.data["relation"])
+        ctx.caller, ctx.data["household_id"], ctx.data.get("relation", "other"), community=ctx.data.get("community"))
     view = declaration_view(declaration, mutual)
     # A repeated declaration changes nothing: 200 with the existing one.
     return view if created else json_response(view, 200)

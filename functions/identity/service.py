@@ -23,10 +23,10 @@ from functions.core.validation import field_error
 from functions.identity.model import (
     PENDING, REJECTED, ROLE_RESIDENT, ROLES, VERIFIED, ActingFor, Address, AgeRestricted, Dependant, Household,
     InvalidProxy, Login, Member, NotRegistered, RelativeDeclaration, Resident, address_key, age_in, effective_roles,
-    household_head, may_be_served_by_proxy, reject_changes, rejected, reputation_change,
-    role_in_household, verified, verify_changes,
+    household_head, may_be_served_by_proxy, remote_household_key, reject_changes, rejected, reputation_change,
+    role_in_household, split_household_key, verified, verify_changes,
 )
-from functions.identity.ports import IdentityStore, StartingLedger
+from functions.identity.ports import IdentityStore, PhoneHasher, StartingLedger
 from functions.identity.views import declaration_view, dependant_view, household_view, member_summary
 from functions.ledger.accounts import ISSUANCE, Account, household_account, resident_account
 
@@ -54,16 +54,22 @@ class IdentityConfig:
     admin_openids: tuple[str, ...]
     starting_credits: int
     elderly_age: int = 60
+    district_id: str = ""   # 通存通兑: "" when the community belongs to no district
 
 
 class IdentityService:
     def __init__(self, store: IdentityStore, ledger: StartingLedger, config: IdentityConfig,
-                 now: Callable[[], datetime] = clock.now, make_id: Callable[[str], str] = new_id):
+                 now: Callable[[], datetime] = clock.now, make_id: Callable[[str], str] = new_id,
+                 phone_hasher: PhoneHasher | None = None):
         self.store = store
         self.ledger = ledger
         self.config = config
         self._now = now
         self._new_id = make_id
+        self._phone_hasher = phone_hasher
+
+    def _phone_hash(self, phone: str) -> str | None:
+        return self._phone_hasher(phone) if self._phone_hasher is not None and phone else None
 
     # --- who is calling ---------------------------------------------------------------
 
@@ -101,7 +107,7 @@ class IdentityService:
         resident = Resident(
             id=self._new_id("res"), openid=caller.openid, household_id=proposed, name=name, phone=phone,
             address=address, birth_year=birth_year, status=PENDING, roles=frozenset({ROLE_RESIDENT}),
-            created_at=at)
+            created_at=at, phone_hash=self._phone_hash(phone))
         household_id = self.store.create_resident(resident, Household(id=proposed, address=address, created_at=at),
                                                   address_key(self.config.community_id, address))
         return replace(resident, household_id=household_id)
@@ -132,7 +138,8 @@ class IdentityService:
         declared_ids = {d.relative_household_id for d in declared}
         incoming = self.store.declarations_of(household.id)
         incoming_ids = {d.household_id for d in incoming}
-        view["relatives"] = [declaration_view(d, mutual=d.relative_household_id in incoming_ids) for d in declared]
+        view["relatives"] = [declaration_view(d, mutual=None if split_household_key(d.relative_household_id)[0]
+                                              else d.relative_household_id in incoming_ids) for d in declared]
         # Households that declared this one and wait for it to declare them back.
         view["relative_requests"] = [
             {"household_id": d.household_id, "relation": d.relation, "declared_at": clock.isoformat(d.created_at)}
@@ -171,26 +178,37 @@ class IdentityService:
 
     # --- relatives ------------------------------------------------------------------------
 
-    def declare_relative(self, caller: Caller, relative_household_id: str,
-                         relation: str) -> tuple[RelativeDeclaration, bool, bool]:
+    def declare_relative(self, caller: Caller, relative_household_id: str, relation: str,
+                         community: str | None = None) -> tuple[RelativeDeclaration, bool, bool | None]:
         """Declare another household as relatives: returns (declaration, created, mutual).
 
         Declaring again with the same relation is a no-op; with another relation it is a
         conflict (withdraw first) so a stale client cannot silently change it.
+
+        With ``community`` (another community of the district, 通存通兑) the household is
+        one of theirs: it cannot be looked up here, so it is stored as declared and checked
+        there when credits arrive (each side declares in its own community); ``mutual`` is None.
         """
         me = self._verified_resident(caller)
-        if relative_household_id == me.household_id:
+        if community is not None and community != self.config.community_id:
+            if not self.config.district_id:
+                raise BusinessRuleViolation("本社区未加入区域通存通兑", {"community": community},
+                                            code="NO_DISTRICT")
+            relative_household_id = remote_household_key(community, relative_household_id)
+        elif relative_household_id == me.household_id:
             raise BusinessRuleViolation("不能把自己的住户登记为亲属", {"household_id": relative_household_id},
                                         code="OWN_HOUSEHOLD")
         # No existence check: whether an id names a registered household is not told to anyone
         # who merely has the id (a declaration of nobody is counted and matches nothing).
+        remote = split_household_key(relative_household_id)[0] is not None
         existing = self.store.get_declaration(me.household_id, relative_household_id)
         if existing is None:
             declaration = RelativeDeclaration(household_id=me.household_id,
                                               relative_household_id=relative_household_id, relation=relation,
                                               declared_by=me.id, created_at=self._now())
             if self.store.put_declaration(declaration, MAX_RELATIVE_DECLARATIONS):
-                mutual = self.store.get_declaration(relative_household_id, me.household_id) is not None
+                mutual = None if remote else \
+                    self.store.get_declaration(relative_household_id, me.household_id) is not None
                 return declaration, True, mutual
             existing = self.store.get_declaration(me.household_id, relative_household_id)
             if existing is None:  # pragma: no cover - the write just said it exists
@@ -198,7 +216,7 @@ class IdentityService:
         if existing.relation != relation:
             raise AlreadyExists("已登记为亲属，关系不同；请先解除再登记",
                                 {"household_id": relative_household_id, "relation": existing.relation})
-        mutual = self.store.get_declaration(relative_household_id, me.household_id) is not None
+        mutual = None if remote else self.store.get_declaration(relative_household_id, me.household_id) is not None
         return existing, False, mutual
 
     def withdraw_relative(self, caller: Caller, relative_household_id: str) -> None:
@@ -309,6 +327,32 @@ class IdentityService:
                 return False  # not a resident of this community (never: volunteers are)
             household = found.household_id
         return self.store.add_reputation(replace(change, household_id=household))
+    # --- 通存通兑: what the district domain asks about people -------------------------------
+
+    def phone_hash_of(self, resident: Resident) -> str | None:
+        return resident.phone_hash or self._phone_hash(resident.phone)
+
+    def remote_declarations(self, household_id: str, community: str) -> list[str]:
+        """Households of ``community`` this household declared relatives (one Query)."""
+        out = []
+        for declaration in self.store.declarations_by(household_id):
+            other, remote = split_household_key(declaration.relative_household_id)
+            if other == community:
+                out.append(remote)
+        return out
+
+    def declared_remote(self, household_id: str, community: str, remote_household_id: str) -> bool:
+        """Whether this household declared that household of ``community`` (one GetItem)."""
+        return self.store.get_declaration(household_id, remote_household_key(community, remote_household_id)) \
+            is not None
+
+    def resident_by_phone_hash(self, phone_hash: str) -> Resident | None:
+        """The verified resident with this keyed phone hash, read consistently after the index."""
+        for found in self.store.find_by_phone_hash(phone_hash):
+            current = self.store.get_resident(found.household_id, found.id)
+            if current is not None and current.status == VERIFIED and current.phone_hash == phone_hash:
+                return current
+        return None
 
     # --- lookups for other domains --------------------------------------------------------
 
@@ -409,6 +453,8 @@ class IdentityService:
                 return resident
             now = self._now()
             updated = verified(resident, actor, now) if changes else resident
+            if changes and updated.phone_hash is None:
+                updated = replace(updated, phone_hash=self._phone_hash(updated.phone))
             writes = self.store.status_writes(updated, resident.status if changes else None, now if owed else None)
             try:
                 self._commit_verification(resident.household_id, owed, actor, writes)

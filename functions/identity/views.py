@@ -5,7 +5,7 @@ from typing import Any, Iterable
 
 from functions.core import clock
 from functions.identity.model import (KIND_DEPENDANT, KIND_RESIDENT, Dependant, Household, RelativeDeclaration,
-                                      Resident, mask_phone)
+                                      Resident, mask_phone, split_household_key)
 
 
 def resident_view(resident: Resident, roles: Iterable[str] | None = None) -> dict[str, Any]:
@@ -74,10 +74,16 @@ def household_view(household: Household) -> dict[str, Any]:
     }
 
 
-def declaration_view(declaration: RelativeDeclaration, mutual: bool) -> dict[str, Any]:
-    return {
-        "household_id": declaration.relative_household_id,
+def declaration_view(declaration: RelativeDeclaration, mutual: bool | None) -> dict[str, Any]:
+    community, household_id = split_household_key(declaration.relative_household_id)
+    view = {
+        "household_id": household_id,
         "relation": declaration.relation,
         "mutual": mutual,
         "declared_at": clock.isoformat(declaration.created_at),
     }
+    if community is not None:
+        # Declared here for a household of another community: whether it declared back is
+        # known there (and checked there when credits arrive), so ``mutual`` is null.
+        view["community"] = community
+    return view

@@ -67,3 +67,10 @@ class CheckReports(Protocol):
     def save(self, report: dict[str, Any]) -> None: ...
 
     def latest(self) -> dict[str, Any] | None: ...
+class CrossCommunity(Protocol):
+    """Transfers to another community of the district (通存通兑): the district domain implements
+    it; the ledger's route hands it the validated body and the transfer id it derived from the
+    Idempotency-Key (the same id a local transfer would get, so one key is one transfer)."""
+
+    def send(self, caller: Caller, transfer_id: str, body: dict) -> dict:
+        """``{"id", "status": "pending"|"posted"|"failed"}``; refusals at home raise (422)."""

@@ -20,7 +20,8 @@ from functions import bootstrap
 from functions.core.errors import (Conflict, Forbidden, InsufficientCredits, LimitExceeded, NotFound, NotRelative,
                                    ValidationError)
 from functions.core.validation import Bool, FieldError, Id, Schema, Str, amount_field, field_error
-from functions.core.web import Auth, RequestContext, page_body, route
+from functions.core.settings import get_settings
+from functions.core.web import Auth, RequestContext, json_response, page_body, route
 from functions.ledger.accounts import (POOL, RESIDENT, SYSTEM_ACCOUNTS, Account, household_account,
                                        is_account_id, parse_account, resident_account)
 from functions.ledger.model import ASSET_CODES, DEFAULT_ASSET
@@ -30,9 +31,21 @@ from functions.ledger.views import balances_view, transfer_view
 ledger_bp = Blueprint(__name__)
 
 _TARGET_KEYS = ("household_id", "resident_id", "pool")
+_REMOTE_TARGET_KEYS = ("household_id", "resident_id", "self")
+COMMUNITY_ID = r"[a-z][a-z0-9]*(-[a-z0-9]+)*"
 
 
 def _one_target(to: dict[str, Any]) -> None:
+    if to.get("community") is not None:
+        # 通存通兑: a household or resident of another community, or the payer themself there.
+        present = [key for key in _REMOTE_TARGET_KEYS if to.get(key) is not None]
+        if len(present) != 1 or to.get("pool") is not None:
+            raise FieldError("跨社区收款方须且只能是 household_id、resident_id、self 之一")
+        if "self" in present and to["self"] is not True:
+            raise FieldError("self 只能为 true")
+        return
+    if to.get("self") is not None:
+        raise FieldError("self 须与 community 一起使用")
     present = [key for key in _TARGET_KEYS if key in to]
     if len(present) != 1:
         raise FieldError("收款方须且只能是 household_id、resident_id、pool 之一")
@@ -42,7 +55,9 @@ def _one_target(to: dict[str, Any]) -> None:
 
 TRANSFER = Schema({
     "to": Schema({"household_id": Id(max_len=100, required=False), "resident_id": Id(max_len=100, required=False),
-                  "pool": Bool(required=False)}, label="收款方", check=_one_target),
+                  "pool": Bool(required=False),
+                  "community": Str(max_len=20, pattern=COMMUNITY_ID, required=False, label="社区"),
+                  "self": Bool(required=False)}, label="收款方", check=_one_target),
     # Which assets residents may transfer is the community's configuration (the ledger's point kinds).
     "asset": Str(choices=ASSET_CODES, required=False, label="积分种类"),
     "amount": amount_field(),
@@ -96,27 +111,35 @@ def account_transfers(ctx: RequestContext, account_id: str) -> dict[str, Any]:
 
 
 @route(ledger_bp, "/v1/transfers", methods=["POST"], auth=Auth.VERIFIED, status=201, body=TRANSFER,
-       idempotency="required", response="LedgerTransfer",
+       idempotency="required", response="LedgerTransfer", responses={202: "PendingTransfer"},
        errors=(Forbidden, NotFound, Conflict, InsufficientCredits, LimitExceeded, NotRelative,
-               (422, "RECEIVER_NOT_VERIFIED")))
-def create_transfer(ctx: RequestContext) -> dict[str, Any]:
-    """Move credits to the own household, a declared relative's household or the community pool."""
+               (422, "RECEIVER_NOT_VERIFIED"), (422, "NO_DISTRICT")))
+def create_transfer(ctx: RequestContext) -> Any:
+    """Move credits to the own household, a declared relative's household or the community pool;
+    with ``to.community``, to another community of the district (202: it completes there)."""
     from functions.core.ids import derived_id
 
     caller, body = ctx.caller, ctx.data
     asset = body.get("asset", DEFAULT_ASSET)
     if not bootstrap.ledger().point_kind(asset).transferable:
         raise field_error("asset", "该积分种类不可转让")
+    to = body["to"]
+    transfer_id = derived_id("tr", caller.resident_id, ctx.key)
+    if to.get("community") is not None:
+        if to["community"] != get_settings().community_id:
+            # The district domain takes it from here, through the port bootstrap hands in.
+            return json_response(bootstrap.cross_community().send(caller, transfer_id, body), 202)
+        if to.get("self"):
+            raise ValidationError("不能转给本社区的自己", {"fields": {"to": "self 只用于其他社区"}})
     debit = resident_account(caller.resident_id) if body.get("from") == "resident" \
         else household_account(caller.household_id)
-    to = body["to"]
     if to.get("pool"):
         credit = POOL
     else:
         kind = "household_id" if "household_id" in to else "resident_id"
         credit = bootstrap.account_owners().recipient(caller, kind, to[kind])
     record = bootstrap.ledger().transfer(
-        transfer_id=derived_id("tr", caller.resident_id, ctx.key), debit=debit, credit=credit,
+        transfer_id=transfer_id, debit=debit, credit=credit,
         asset=asset, amount=body["amount"],
         kind="donation" if credit == POOL else "transfer", memo=body.get("memo", ""), actor=caller.resident_id,
         # A resident moving credits into a household at its cap is told so (LIMIT_EXCEEDED

@@ -23,11 +23,21 @@ def fragment_paths() -> list[Path]:
     return sorted(FUNCTIONS_DIR.glob("*/openapi.json"))
 
 
+# The district hub's routes belong to the hub's own app (functions/hub_app.py), not this one:
+# a process that imported both (tests) still documents only what this app serves.
+OTHER_STACKS = ("functions.hub.",)
+
+
+def app_routes() -> list[Any]:
+    """The route declarations of this app (``functions/app.py``)."""
+    return [spec for spec in ROUTES if not spec.blueprint.startswith(OTHER_STACKS)]
+
+
 @lru_cache(maxsize=1)
 def openapi_document() -> dict[str, Any]:
     base = json.loads(BASE_DOCUMENT.read_text(encoding="utf-8"))
     fragments = {path.parent.name: json.loads(path.read_text(encoding="utf-8")) for path in fragment_paths()}
-    return build_document(base, ROUTES, fragments)
+    return build_document(base, app_routes(), fragments)
 
 
 @route(system_bp, "/v1/health", auth=Auth.PUBLIC, response="Health")

@@ -31,6 +31,8 @@ BAD_IMPORTS = {
     "rewards-uses-no-foreign-adapter": ("functions/rewards/views.py", "import functions.ledger.service"),
     "activities-uses-no-foreign-adapter": ("functions/activities/views.py", "import functions.ledger.service"),
     "risk-uses-no-foreign-adapter": ("functions/risk/views.py", "import functions.requests.dynamo"),
+    "district-uses-no-foreign-adapter": ("functions/district/views.py", "import functions.identity.service"),
+    "hub-uses-no-foreign-adapter": ("functions/hub/views.py", "import functions.district.service"),
 }
 
 

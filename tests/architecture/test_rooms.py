@@ -19,6 +19,8 @@ EXTRAS = {
     "rewards": {"zyh.py"},
     "activities": {"codes.py", "reminders.py"},
     "risk": set(),
+    "district": {"hub_client.py"},
+    "hub": {"community_client.py"},
 }
 NOT_DOMAINS = {"core", "adapters", "system", "__pycache__"}
 

@@ -69,6 +69,9 @@ class InMemoryIdentityStore:
     def get_member(self, household_id: str, member_id: str) -> Member | None:
         return self.members.get((household_id, member_id))
 
+    def find_by_phone_hash(self, phone_hash: str) -> list[Resident]:
+        return [m for m in self.members.values() if isinstance(m, Resident) and m.phone_hash == phone_hash]
+
     def list_members(self, household_id: str) -> list[Member]:
         return [m for (hid, _), m in sorted(self.members.items()) if hid == household_id]
 

@@ -172,8 +172,11 @@ def seed(client, app) -> tuple[Actor, Actor, Actor, dict[str, list[str]]]:
     _ok(post(f"/v1/requests/{settled_id}/confirm", headers=theirs, body=as_json({"rating": 5})))
     skill = _ok(post("/v1/volunteers/me/skills", headers=mine,
                      body=as_json({"name": "摄影", "description": "活动拍照"})), 201)
-    _ok(post("/v1/transfers", headers=json_headers(mine, "seed-donation"),
-             body=as_json({"to": {"pool": True}, "amount": 10, "memo": "捐赠"})), 201)
+    donation = _ok(post("/v1/transfers", headers=json_headers(mine, "seed-donation"),
+                        body=as_json({"to": {"pool": True}, "amount": 10, "memo": "捐赠"})), 201)
+    # 通存通兑: one transfer to another community of the district, pending (the hub is a stub).
+    remote = _ok(post("/v1/transfers", headers=json_headers(mine, "seed-remote"),
+                      body=as_json({"to": {"community": "demo-east", "self": True}, "amount": 10})), 202)
     rewards = seed_rewards(client, app, mine, resident, admin)
     # the neighbour serves the resident back: a rapid back-and-forth, flagged for the admins
     back_id = posted(mine, "seed-back", {**need("tutoring", 11), "from": "resident"})   # paid from what she earned
@@ -204,6 +207,7 @@ def seed(client, app) -> tuple[Actor, Actor, Actor, dict[str, list[str]]]:
         "activity_id": [later, soon],
         "flag_id": [flag_id],
         "member_id": [resident["id"]],
+        "transfer_id": [donation["id"], remote["id"]],
     }
     return Actor("sch-alice", mine), Actor("sch-bob", theirs), admin, path_values
 
@@ -244,6 +248,24 @@ def freeze_hypothesis_constants(patch: pytest.MonkeyPatch) -> None:
     providers.CONSTANTS_CACHE.cache.clear()
 
 
+HUB_KEY = "timebank/test/hub-key"
+
+
+def in_a_district(patch: pytest.MonkeyPatch) -> None:
+    """The fuzzed community belongs to a district (its hub a stub), so the district's routes
+    reach their success paths too; the keys are in (moto's) Secrets Manager."""
+    from functions.core.settings import reset_settings
+
+    for name, value in {"TIMEBANK_DISTRICT": "test-district", "TIMEBANK_HUB_URL": "http://hub.invalid/api",
+                        "TIMEBANK_HUB_KEY_SECRET": HUB_KEY,
+                        "TIMEBANK_PHONE_HASH_SECRET": "timebank/test/phone-hash-key"}.items():
+        patch.setenv(name, value)
+    reset_settings()
+    secrets = boto3.client("secretsmanager")
+    secrets.create_secret(Name=HUB_KEY, SecretString="schemathesis-hub-key")
+    secrets.create_secret(Name="timebank/test/phone-hash-key", SecretString="schemathesis-phone-key")
+
+
 @pytest.fixture(scope="module")
 def world():
     """One moto account for the whole module, provisioned like ``tests/conftest.py``'s ``aws``."""
@@ -259,16 +281,19 @@ def world():
             # the community's per-day limits (tested in test_risk_controls.py) are off here.
             for limit in ("PAIR_DAILY", "DAILY_SERVICES", "DAILY_MINUTES"):
                 patch.setenv(f"TIMEBANK_RISK_{limit}", "0")
+            in_a_district(patch)
             from functions.app import app
 
             provision_tables(boto3.client("dynamodb"))
             provision_queues(boto3.client("sqs"))
             provision_evidence_bucket(boto3.client("s3"), os.environ["AWS_REGION"])
             from functions import bootstrap
+            from tests.fakes.district import StubHub
 
             # The demo community's point kinds, so conversions have rates to succeed with.
             patch.setenv("TIMEBANK_ASSETS", json.dumps(DEMO_ASSETS))
             bootstrap.reset()
+            bootstrap.use("hub_client", StubHub())
             bootstrap.catalog().forget()
             with Client(app) as client:
                 resident, neighbour, admin, path_values = seed(client, app)
@@ -278,6 +303,11 @@ def world():
                 yield World(client, app, schema, resident, neighbour, admin, path_values, auth_of)
     finally:
         clock.set_clock(None)
+        from functions.core.settings import reset_settings
+        from functions import bootstrap
+
+        reset_settings()
+        bootstrap.reset()
         from hypothesis.internal.conjecture import providers
 
         providers.CONSTANTS_CACHE.cache.clear()   # computed without local constants
@@ -457,7 +487,6 @@ def test_success_responses_the_fuzzer_rarely_reaches_conform(world):
     assert resolved["status"] == "settled" and resolved["credits_paid"] > 0
     assert lifecycle(needs[1], *served, ("confirm", neighbour, {"rating": 4}))["status"] == "settled"
     assert lifecycle(needs[2], ("cancel", neighbour, {"reason": "不需要了"}))["status"] == "cancelled"
-
     # 亲情代理, and a community activity from check-in to close (the code is the admin's to read)
     named = explicit_call(world, world.schema["/v1/households/mine/proxies"]["POST"], resident,
                           body={"member_id": world.path_values["member_id"][0]})
@@ -495,6 +524,43 @@ def test_success_responses_the_fuzzer_rarely_reaches_conform(world):
     answer = signed_call(world, "/v1/partners/zyh/answers",
                          {"exchange_id": pending["id"], "status": "accepted", "ref": "zyh-scripted"})
     assert answer.status_code == 200 and answer.json["effect"] == "applied"
+    signed_calls_from_the_hub(world)
+
+
+def hub_signed_call(world: World, method: str, path: str, body: Any = None):
+    """A call signed as the district hub, checked against the operation's document."""
+    from werkzeug import Client as WSGIClient
+
+    from functions.core.signing import sign
+
+    key = boto3.client("secretsmanager").get_secret_value(SecretId=HUB_KEY)["SecretString"].encode()
+    raw = b"" if body is None else json.dumps(body).encode()
+    headers = sign(key, method=method, path=path, body=raw, sender="hub", recipient="test",
+                   now=int(NOW.timestamp()))
+    response = WSGIClient(ChaliceWSGI(world.client)).open(
+        path, method=method, headers={**headers, "Content-Type": "application/json"}, data=raw)
+    operation = world.schema[path][method]
+    world.record(f"{operation.label} as hub (explicit)", response.status_code)
+    case = operation.Case(body=NOT_SET if body is None else body,
+                          media_type=None if body is None else "application/json")
+    case.validate_response(response, checks=CHECKS)
+    assert response.status_code == 200, response.text
+    return response.json
+
+
+def signed_calls_from_the_hub(world: World) -> None:
+    remote = world.path_values["transfer_id"][1]
+    assert hub_signed_call(world, "POST", "/v1/district/outcomes",
+                       {"id": remote, "status": "refused", "failure_code": "UNKNOWN_RECEIVER",
+                        "failure_details": {"to": "self"}})["status"] == "failed"
+    answer = hub_signed_call(world, "POST", "/v1/district/incoming", {
+        "id": "tr_from_elsewhere", "source": "demo-east", "destination": "test", "asset": "service", "amount": 5,
+        "to": {"household_id": world.path_values["household_id"][1]},
+        "payer": {"household_id": "hh_elsewhere", "declared": []}})
+    assert answer == {"id": "tr_from_elsewhere", "status": "refused", "failure_code": "NOT_RELATIVE",
+                      "failure_details": {"household_id": world.path_values["household_id"][1]}}
+    assert hub_signed_call(world, "GET", "/v1/district/reconcile")["ok"] is True
+
 
 
 def resident_household(world: World) -> str:

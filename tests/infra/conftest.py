@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from infra.config import community_ids
+from infra.config import community_ids, hub_ids
 from infra.vendoring import REPO_ROOT
 
 
@@ -45,6 +45,7 @@ class Built:
 class Packaged:
     communities: dict[str, Built]
     sample: Built
+    hubs: dict[str, Built]   # the district hubs of infra/hubs/, by district id
     output: str
     facts: dict[str, Any]  # what the product's app declares (APP_FACTS)
 
@@ -113,6 +114,7 @@ def packaged(tmp_path_factory) -> Packaged:
         assert process.returncode == 0, f"{' '.join(command)[:200]} failed:\n{stdout}\n{stderr}"
     return Packaged(
         communities={c: _load(real_out, c) for c in community_ids()},
+        hubs={d: _load(real_out, f"hub-{d}") for d in hub_ids()},
         sample=_load(sample_out, "demo"),
         output=outputs[0][0],
         facts=json.loads(outputs[2][0].strip().splitlines()[-1]),

@@ -26,6 +26,9 @@ def test_deploy_dry_run_prints_package_and_deploy_commands(capsys):
         "aws ssm get-parameter --region cn-north-1 --name /timebank/demo/token-secret --query Parameter.Name --output text",
         "aws ssm get-parameter --region cn-north-1 --name /timebank/demo/wechat-app-id --query Parameter.Name --output text",
         "aws ssm get-parameter --region cn-north-1 --name /timebank/demo/wechat-app-secret --query Parameter.Name --output text",
+        # 通存通兑: the district keys' names (infra/README.md, District hub)
+        "aws secretsmanager describe-secret --region cn-north-1 --secret-id timebank/demo/hub-key --query Name --output text",
+        "aws secretsmanager describe-secret --region cn-north-1 --secret-id timebank/demo/phone-hash-key --query Name --output text",
         "aws cloudformation package --region cn-north-1 --template-file build/demo/template.json "
         "--s3-bucket timebank-artifacts-demo --s3-prefix timebank/demo "
         "--output-template-file build/demo/packaged.json --use-json",

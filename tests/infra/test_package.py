@@ -15,12 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from infra.config import COMMUNITIES_DIR, community_ids
+from infra.config import COMMUNITIES_DIR, community_ids, district_secret_names
 from infra.lint import lint_template
 from infra.template import iter_strings
 
 COMMUNITIES = community_ids()
-DATA_PLANE = ("dynamodb:", "sqs:", "s3:GetObject", "s3:PutObject", "s3:DeleteObject", "ssm:GetParameter")
+DATA_PLANE = ("dynamodb:", "sqs:", "s3:GetObject", "s3:PutObject", "s3:DeleteObject", "ssm:GetParameter",
+              "secretsmanager:")
 
 
 def community_file(community: str) -> dict:
@@ -48,7 +49,8 @@ def test_make_package_builds_every_community_file(packaged):
         assert built.summary["community"] == community
         assert built.zip_path.stat().st_size > 0
         assert built.template["Transform"] == "AWS::Serverless-2016-10-31"
-        assert f"packaged {len(COMMUNITIES)} of {len(COMMUNITIES)}" in packaged.output
+        stacks = len(COMMUNITIES) + len(packaged.hubs)   # --all: every community and district hub
+        assert f"packaged {stacks} of {stacks}" in packaged.output
 
 
 @pytest.mark.parametrize("which", [*COMMUNITIES, "sample"])
@@ -105,7 +107,8 @@ def test_every_queue_has_a_dead_letter_queue_and_safe_visibility(packaged, app_f
                     consumers[event["Properties"]["Queue"]["Fn::GetAtt"][0]] = function
         for queue_id, queue in main.items():
             redrive = queue["Properties"]["RedrivePolicy"]
-            assert redrive["maxReceiveCount"] == 5
+            spec = app_facts["queues"].get(logical(queue["Properties"]["QueueName"], built.community), {})
+            assert redrive["maxReceiveCount"] == spec.get("max_receive_count", 5)
             target = redrive["deadLetterTargetArn"]["Fn::GetAtt"]
             assert target[1] == "Arn" and target[0] in dead_letters
             assert queues[target[0]]["Properties"]["QueueName"] == queue["Properties"]["QueueName"] + "-dlq"
@@ -220,6 +223,8 @@ def _references_own_resource(resource, built) -> bool:
         text = resource["Fn::Sub"]
         if text.startswith("${"):  # "${Resource.Arn}/..." of a resource of this template
             return any(text.startswith("${%s.Arn}/" % name) for name in built.resources)
+        if text.startswith("arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:"):
+            return f":secret:timebank/{built.community}/" in text   # its own district keys
         return (text.startswith("arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:")
                 and f":parameter/timebank/{built.community}/" in text)
     return False
@@ -294,9 +299,12 @@ def test_functions_get_configuration_and_secret_names_never_secret_values(packag
             assert variables["TIMEBANK_EVIDENCE_BUCKET"] == {"Ref": "EvidenceBucket"}
             assert json.loads(variables["TIMEBANK_TARIFF_OVERRIDES"]) == config.get("tariffs", {})
             secret_like = [k for k in variables if any(w in k for w in ("SECRET", "PASSWORD", "TOKEN"))]
-            assert secret_like and all(k.endswith("_PARAMETER") for k in secret_like), secret_like
+            # SSM parameter names, and the Secrets Manager names of the district keys (通存通兑)
+            district_keys = set(district_secret_names(community)) if "district" in config else set()
+            assert secret_like and all(k.endswith("_PARAMETER") or k in district_keys for k in secret_like), secret_like
             for key in secret_like:
-                assert variables[key].startswith(f"/timebank/{community}/")
+                assert variables[key].startswith(f"/timebank/{community}/" if key.endswith("_PARAMETER")
+                                                 else f"timebank/{community}/")
         strings = set(iter_strings(built.template))
         for leaked in ("local-dev-token-secret-change-me", "test-token-secret"):
             assert not any(leaked in s for s in strings)

@@ -41,7 +41,7 @@ class RunningProcess:
         assert self.process.stdout is not None
         for line in self.process.stdout:
             self.lines.append(line)
-            if " ready in " in line:
+            if " ready in " in line and not line.startswith("["):  # "[demo-east] …": a child's
                 self._ready.set()
         self._ready.set()  # the process ended (the wait above then finds no URL)
 
@@ -56,11 +56,29 @@ class RunningProcess:
         with urllib.request.urlopen(request, timeout=30) as response:
             return response.status, json.loads(response.read())
 
-    def post(self, path: str, body: Any) -> Any:
-        request = urllib.request.Request(self.api_url + path, data=json.dumps(body).encode(),
-                                         method="POST", headers={"Content-Type": "application/json"})
+    def post(self, path: str, body: Any, token: str | None = None, key: str | None = None,
+             base: str | None = None) -> Any:
+        headers = {"Content-Type": "application/json"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        if key:
+            headers["Idempotency-Key"] = key
+        request = urllib.request.Request((base or self.api_url) + path, data=json.dumps(body).encode(),
+                                         method="POST", headers=headers)
         with urllib.request.urlopen(request, timeout=30) as response:
             return json.loads(response.read())
+
+    def get_at(self, base: str, path: str, token: str | None = None) -> tuple[int, Any]:
+        request = urllib.request.Request(base + path)
+        if token:
+            request.add_header("Authorization", f"Bearer {token}")
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+
+    def url_of(self, stack: str) -> str:
+        match = re.search(rf"district: .*\b{re.escape(stack)} (http://\S+?)(,|$|\s)", self.output, re.M)
+        assert match, self.output
+        return match.group(1)
 
     def stop(self, signum: int = signal.SIGINT) -> int:
         if self.process.poll() is None:
@@ -87,8 +105,12 @@ def test_health_answers(demo):
 
 def test_startup_logs_one_line_per_component(demo):
     for component in ("moto:", "community: demo", "tables:", "queues:", "evidence bucket:",
-                      "api: http://127.0.0.1:", "consumers:", "schedules:", "seed: categories"):
+                      "api: http://127.0.0.1:", "consumers:", "schedules:", "seed: categories",
+                      "district keys:", "district: demo-east http://", "hub-demo http://",
+                      "[demo-east]", "[hub-demo]", "community: demo-east (stage local, admins admin-east",
+                      "hub: hub-demo (district demo, communities demo,demo-east", "seed: district relatives"):
         assert component in demo.output, component
+    assert "Traceback" not in demo.output
 
 
 def test_the_seeded_categories_are_listed(demo):
@@ -194,3 +216,48 @@ def test_the_demo_point_kinds_merchant_and_catalogue_are_served(demo):
     assert demo.get(f"/v1/exchanges/{exchange['id']}", token=resident)[1]["status"] == "confirmed"
     admin = demo.post("/v1/auth/wechat", {"code": "dev-admin-demo"})["token"]
     assert demo.get("/v1/admin/ledger/check", token=admin)[1]["ok"] is True
+
+
+def _wait_for(check, timeout: float = 90.0):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.5)
+
+
+def test_make_run_serves_the_district_and_credits_cross_with_curl(demo):
+    """make run: demo, demo-east (admin admin-east, one verified demo household) and the hub,
+    with queues drained and schedules fired: a transfer to relatives in demo-east posts."""
+    east = demo.url_of("demo-east")
+    assert demo.get_at(east, "/v1/health") == (200, {"status": "ok"})
+    assert demo.get_at(demo.url_of("hub-demo"), "/v1/health")[1]["stack"] == "hub"
+    payer = demo.post("/v1/auth/wechat", {"code": "dev-demo-resident-a"})
+    parent = demo.post("/v1/auth/wechat", {"code": "dev-demo-east-resident"}, base=east)
+    assert parent["resident"]["status"] == "verified"
+    east_household = parent["resident"]["household_id"]
+    sent = demo.post("/v1/transfers", {"to": {"community": "demo-east", "household_id": east_household},
+                                       "asset": "service", "amount": 45, "memo": "给爸妈"},
+                     token=payer["token"], key="make-run-district-1")
+    assert sent["status"] == "pending"
+
+    def posted():
+        status = demo.get(f"/v1/transfers/{sent['id']}", token=payer["token"])[1]["status"]
+        return status if status != "pending" else None
+
+    assert _wait_for(posted) == "posted"
+    balances = demo.get_at(east, "/v1/accounts/me", token=parent["token"])[1]["household"]["balances"]
+    assert balances["service"]["posted"] == 300 + 45
+    for base, admin in ((demo.api_url, "admin-demo"), (east, "admin-east")):
+        token = demo.post("/v1/auth/wechat", {"code": f"dev-{admin}"}, base=base)["token"]
+        report = demo.get_at(base, "/v1/admin/district/reconcile", token=token)[1]
+        assert report["ok"] is True and report["in_flight"] == 0, report
+    mover = demo.post("/v1/auth/wechat", {"code": "dev-demo-resident-b"})
+    moved = demo.post("/v1/transfers", {"to": {"community": "demo-east", "self": True}, "amount": 20},
+                      token=mover["token"], key="make-run-district-2")
+    assert _wait_for(lambda: demo.get(f"/v1/transfers/{moved['id']}", token=mover["token"])[1]["status"]
+                     != "pending" and demo.get(f"/v1/transfers/{moved['id']}", token=mover["token"])[1]["status"]
+                     ) == "posted"

@@ -1,0 +1,1 @@
+"""通存通兑, the community side: transfers to and from other communities of the district."""
