@@ -166,7 +166,10 @@ class DistrictService:
                 self.ledger.transfer(credit_id(transfer_id), debit=HUB_CLEARING, credit=account,
                                      asset=message["asset"], amount=message["amount"], kind=KIND_IN,
                                      memo=message.get("memo") or f"来自{message['source']}",
-                                     also=[self.store.put_incoming(decided)])
+                                     also=[self.store.put_incoming(decided)],
+                                     # A transfer someone chose to send: refused past the cap (the
+                                     # payer keeps it), never donated to this community's pool.
+                                     cap_excess="refuse")
             except LimitExceeded as error:
                 raise Refusal(LIMIT_EXCEEDED, {"limit": "household_cap", **{
                     k: v for k, v in error.details.items() if k == "cap"}}) from None
