@@ -25,7 +25,7 @@ from functions.ledger.model import SimulatedCrash, Transfer
 from functions.ledger.service import CAP_OVERFLOW_KIND, Ledger, overflow_id
 from tests.fakes.ledger import InMemoryLedgerStore
 from tests.property.ledger_support import CrashOnce, FakeForeignWrite
-from tests.property.test_ledger_stateful import (HH_A, HH_B, PEOPLE, RES_A, RES_B, SHARDS, STEPS, Done,
+from tests.property.test_ledger_stateful import (HH_A, HH_B, KINDS, PEOPLE, RES_A, RES_B, SHARDS, STEPS, Done,
                                                  DynamoLedgerMachine, LedgerMachine, amounts, machine_settings)
 
 CAP = 500
@@ -46,12 +46,12 @@ class FamilyLedgerMachine(LedgerMachine):
         self.watch_uncapped_inflows()
         execute = self.ledger._execute
 
-        def predicting(commands, also, preloaded):
+        def predicting(commands, also, preloaded, closes=()):
             """Predict the cap overflows from the model, call the ledger, check and apply them."""
             ids = [c.id for c in commands]
             replay = any(i in self.model.status for i in ids)
             expected = {} if replay else self.expected_overflows(commands)
-            records = execute(commands, also, preloaded)
+            records = execute(commands, also, preloaded, closes)
             if ids and overflow_id(ids[0], 1, ids) not in self.model.status:
                 self.apply_overflows(ids, expected, check=not replay)
             return records
@@ -59,7 +59,7 @@ class FamilyLedgerMachine(LedgerMachine):
         self.ledger._execute = predicting
 
     def make_ledger(self) -> Ledger:
-        return Ledger(InMemoryLedgerStore(), shards=SHARDS, household_cap=CAP)
+        return Ledger(InMemoryLedgerStore(), shards=SHARDS, household_cap=CAP, point_kinds=KINDS)
 
     # --- the cap, in the model ------------------------------------------------------------------
     def expected_overflows(self, commands: list[Any]) -> dict[str, int]:
@@ -196,7 +196,7 @@ class FamilyDynamoLedgerMachine(FamilyLedgerMachine, DynamoLedgerMachine):
 
     def make_ledger(self) -> Ledger:
         plain = DynamoLedgerMachine.make_ledger(self)
-        return Ledger(plain.store, shards=SHARDS, household_cap=CAP)
+        return Ledger(plain.store, shards=SHARDS, household_cap=CAP, point_kinds=KINDS)
 
 
 def test_family_ledger_state_machine_in_memory():
