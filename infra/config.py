@@ -390,14 +390,7 @@ def parse_community(data: Mapping[str, Any], source: str = "<config>",
     tariffs = check.table(data, "tariffs", None, required=False)
     overrides = _tariff_overrides(tariffs or {}, problems)
 
-    lifecycle_table = check.table(data, "lifecycle", set(LIFECYCLE_LIMITS) | set(LIFECYCLE_CHOICES), required=False)
-    lifecycle: dict[str, Any] = {}
-    for name, (low, high, default) in LIFECYCLE_LIMITS.items():
-        lifecycle[name] = check.value(lifecycle_table, f"lifecycle.{name}",
-                                      lambda v, low=low, high=high: _int(v, low, high), default)
-    for name, choices in LIFECYCLE_CHOICES.items():
-        lifecycle[name] = check.value(lifecycle_table, f"lifecycle.{name}",
-                                      lambda v, choices=choices: _choice(v, choices), choices[0])
+    lifecycle = _bounded_table(check, data, "lifecycle", LIFECYCLE_LIMITS, LIFECYCLE_CHOICES)
     assets = _assets(check.table(data, "assets", None, required=False) or {}, problems)
     min_age = check.value(data, "min_redeem_age", lambda v: _int(v, 0, 120), 0)
     zyh = check.table(data, "zyh", ZYH_KEYS, required=False)
@@ -449,10 +442,18 @@ def _assets(assets: Mapping[str, Any], problems: dict[str, str]) -> dict[str, An
 
 
 def _bounded_table(check: "_Checker", data: Mapping[str, Any], name: str,
-                   settings: Mapping[str, tuple[int, int, int]]) -> dict[str, int]:
-    table = check.table(data, name, set(settings), required=False)
-    return {key: check.value(table, f"{name}.{key}", lambda v, lo=lo, hi=hi: _int(v, lo, hi), default)
-            for key, (lo, hi, default) in settings.items()}
+                   settings: Mapping[str, tuple[int, int, int]],
+                   choices: Mapping[str, tuple[str, ...]] | None = None) -> dict[str, Any]:
+    """A table of bounded integers (key → (low, high, default)) and of choices (key → allowed
+    values, the first the default)."""
+    choices = choices or {}
+    table = check.table(data, name, set(settings) | set(choices), required=False)
+    values: dict[str, Any] = {
+        key: check.value(table, f"{name}.{key}", lambda v, lo=lo, hi=hi: _int(v, lo, hi), default)
+        for key, (lo, hi, default) in settings.items()}
+    values.update({key: check.value(table, f"{name}.{key}", lambda v, allowed=allowed: _choice(v, allowed), allowed[0])
+                   for key, allowed in choices.items()})
+    return values
 
 
 def _templates(value: Any) -> dict[str, str]:
