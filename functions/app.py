@@ -9,6 +9,7 @@ from chalice import Chalice
 
 from functions import bootstrap
 from functions.activities.routes import activities_bp
+from functions.admin.routes import admin_bp
 from functions.core import observability, web
 from functions.district.routes import district_bp
 from functions.identity.routes import identity_bp
@@ -23,9 +24,10 @@ from functions.volunteers.routes import volunteers_bp
 
 app = Chalice(app_name="timebank", configure_logs=False)
 web.use_authenticator(bootstrap.authenticate)
+web.use_audit_log(bootstrap.audit_log)
 app.register_middleware(observability.invocation, "all")
 app.register_middleware(web.contract_error_shape, "http")
 
 for blueprint in (system_bp, identity_bp, ledger_bp, requests_bp, activities_bp, volunteers_bp, safety_bp,
-                  notifications_bp, risk_bp, rewards_bp, district_bp):
+                  notifications_bp, risk_bp, rewards_bp, district_bp, admin_bp):
     app.register_blueprint(blueprint)

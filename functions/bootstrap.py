@@ -31,6 +31,7 @@ T = TypeVar("T")
 # (HUB_MODEL_MODULES); a process that imported both (tests) still creates only its stack's.
 MODEL_MODULES = (
     "functions.adapters.outbox",
+    "functions.adapters.audit",
     "functions.adapters.signed_calls",
     "functions.identity.dynamo",
     "functions.ledger.dynamo",
@@ -117,6 +118,13 @@ def relay() -> Any:
     from functions.adapters.outbox import Relay
 
     return _once("relay", lambda: Relay(publisher()))
+
+
+def audit_log() -> Any:
+    """Where audit entries no transaction carried are written (``core.audit``)."""
+    from functions.adapters.audit import DynamoAuditLog
+
+    return _once("audit_log", DynamoAuditLog)
 
 
 def signature_keys() -> Any:
@@ -672,6 +680,18 @@ def district_verifier() -> Any:
         return Verifier(settings.community_id, keys_of, nonces(), settings.signature_window_seconds)
 
     return _once("district_verifier", build)
+
+
+# --- admin (audit log, exports) -----------------------------------------------------------------
+
+def audit_queries() -> Any:
+    def build() -> Any:
+        from functions.admin.dynamo import DynamoAuditReader
+        from functions.admin.service import AuditQueries
+
+        return AuditQueries(DynamoAuditReader())
+
+    return _once("audit_queries", build)
 
 
 # --- the district hub (its own stack: functions/hub_app.py) -----------------------------------

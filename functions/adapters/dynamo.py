@@ -22,9 +22,9 @@ from pynamodb.connection import Connection
 from pynamodb.exceptions import TransactWriteError
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, IncludeProjection, KeysOnlyProjection
 from pynamodb.models import Model
-from pynamodb.transactions import TransactWrite
+from pynamodb.transactions import TransactWrite as _PynamoTransactWrite
 
-from functions.core import clock
+from functions.core import audit, clock
 from functions.core.settings import get_settings, region
 from functions.core.validation import field_error
 
@@ -136,7 +136,38 @@ def create_tables(client: Any, definitions: list[dict[str, Any]], names: Iterabl
 
 # --- transactions -------------------------------------------------------------------------------
 
+MAX_TRANSACTION_ITEMS = 100
 _connection: Connection | None = None
+# How an audit entry becomes a transaction item: installed by ``adapters.audit`` when it is
+# imported (``core.web`` imports it through the composition root before an audited view runs).
+_audit_update: Callable[[Any], dict[str, Any]] | None = None
+
+
+def carry_audit_entries(build: Callable[[Any], dict[str, Any]] | None) -> None:
+    global _audit_update
+    _audit_update = build
+
+
+class TransactWrite(_PynamoTransactWrite):
+    """The product's ``TransactWriteItems``: the first one a request commits also carries the
+    request's pending audit entry (``core.audit``), as its last item, so the entry and the
+    change commit or are cancelled together. A transaction already at DynamoDB's 100 items
+    leaves the entry to the lone write after the response."""
+
+    carried_audit = False   # sent with the entry as its last item (cancellation reasons count it)
+
+    def _commit(self) -> Any:
+        entry = audit.pending()
+        size = (len(self._condition_check_items) + len(self._delete_items) + len(self._put_items)
+                + len(self._update_items))
+        if entry is not None and _audit_update is not None and 0 < size < MAX_TRANSACTION_ITEMS:
+            self._update_items.append(_audit_update(entry))
+            self.carried_audit = True
+        # Cancelled: the entry was not written either; a retry builds a new transaction.
+        response = super()._commit()
+        if self.carried_audit and entry is not None:
+            entry.written = True
+        return response
 
 
 def new_transaction() -> TransactWrite:

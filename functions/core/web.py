@@ -26,9 +26,11 @@ from typing import Any, Callable, Iterable, Mapping, Protocol
 
 from chalice import Blueprint, Response
 
+from functions.core import audit, clock
 from functions.core.caller import Auth
 from functions.core.errors import IdempotencyMismatch, NotFound, TimebankError, ValidationError
 from functions.core.observability import count, logger
+from functions.core.ids import derived_id, new_id
 from functions.core.validation import Field, FieldError, Id, Schema, Str, field_error
 
 MAX_BODY_BYTES = 64 * 1024
@@ -49,6 +51,16 @@ def use_authenticator(authenticator: Authenticator | None) -> None:
     """Called by the composition root (identity provides the implementation)."""
     global _authenticator
     _authenticator = authenticator
+
+
+_audit_log: Callable[[], audit.AuditLog] | None = None
+
+
+def use_audit_log(factory: Callable[[], audit.AuditLog] | None) -> None:
+    """Called by the app that keeps an audit log (the community's; not the hub's): from then
+    on admin routes, proxy acts and personal-data views leave entries (``core.audit``)."""
+    global _audit_log
+    _audit_log = factory
 
 
 @dataclass
@@ -74,6 +86,15 @@ class RouteSpec:
     description: str
     tags: tuple[str, ...]
     admin_action: str | None = None    # the audit action an admin route records
+    personal_data: bool = False        # a view of personal data: audited whoever calls
+
+    @property
+    def audited(self) -> bool:
+        return self.auth is Auth.ADMIN or self.personal_data
+
+    @property
+    def audit_action(self) -> str:
+        return self.admin_action or f"{self.method.upper()} {self.path}"
 
     @property
     def operation_id(self) -> str:
@@ -189,12 +210,16 @@ def route(bp: Blueprint, path: str, methods: list[str] | None = None, *, auth: A
           paged: bool = False, errors: Iterable[Any] = (), response: Any = None,
           responses: Mapping[int, Any] | None = None, produces: str = "application/json",
           consumes: Iterable[str] = ("application/json",), tags: Iterable[str] = (),
-          admin_action: str | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+          admin_action: str | None = None, personal_data: bool = False
+          ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register a view on a Blueprint with auth, validation, error mapping and JSON output.
 
     The view receives a ``RequestContext`` (``ctx.caller``, ``ctx.data``, ``ctx.params``,
     ``ctx.key``, ``ctx.limit``/``ctx.cursor``) and the URL parameters; it returns a JSON-able
     value (sent with ``status``) or a ``Response``.
+
+    Audited (``core.audit``): every ``Auth.ADMIN`` route, every ``personal_data`` route and any
+    request whose body names ``on_behalf_of``; ``admin_action`` names the entry's action.
     """
     if idempotency not in (None, "required", "optional"):
         raise ValueError("idempotency is 'required', 'optional' or None")
@@ -212,11 +237,12 @@ def route(bp: Blueprint, path: str, methods: list[str] | None = None, *, auth: A
                 response=response, responses=dict(responses or {}), produces=produces,
                 consumes=tuple(consumes), summary=summary, description=description,
                 tags=tuple(tags) or (path.split("/")[2] if path.count("/") >= 2 else "system",),
-                admin_action=admin_action))
+                admin_action=admin_action, personal_data=personal_data))
 
         @functools.wraps(view)
         def handler(**url_params: str) -> Response:
             request = bp.current_request
+            token = None
             try:
                 for name, value in url_params.items():
                     try:
@@ -241,7 +267,13 @@ def route(bp: Blueprint, path: str, methods: list[str] | None = None, *, auth: A
                     ctx.data = body.validate(ctx.json())
                 elif request.method != "GET" and "application/json" in consumes:
                     NO_BODY.validate(ctx.json())  # no fields accepted: name any that were sent
+                entry = _audit_entry(ctx, path, request.method, admin_action, url_params,
+                                     auth is Auth.ADMIN or personal_data)
+                if entry is not None:
+                    token = audit.begin(entry)
                 result = view(ctx, **url_params)
+                if token is not None:
+                    _write_unless_carried(result, status)
             except TimebankError as error:
                 if error.status in (409, 422):
                     count("Refused")  # a business rule or a conflict said no (not bad input)
@@ -250,6 +282,9 @@ def route(bp: Blueprint, path: str, methods: list[str] | None = None, *, auth: A
                 logger.exception("unhandled error", extra={"route": path, "method": request.method})
                 return json_response({"code": "INTERNAL_ERROR", "message": "服务器内部错误，请稍后再试",
                                       "details": {}}, 500)
+            finally:
+                if token is not None:
+                    audit.end(token)
             if isinstance(result, Response):
                 return result
             return json_response(result, status)
@@ -261,6 +296,34 @@ def route(bp: Blueprint, path: str, methods: list[str] | None = None, *, auth: A
         return view
 
     return decorator
+
+
+def _audit_entry(ctx: RequestContext, path: str, method: str, action: str | None,
+                 url_params: Mapping[str, str], audited: bool) -> audit.AuditEntry | None:
+    """The entry this request will leave, or None when it is not audited."""
+    member = ctx.data.get("on_behalf_of") if isinstance(ctx.data, dict) else None
+    if _audit_log is None or ctx.caller is None or not (audited or member):
+        return None
+    _audit_log()  # built (and its transaction hook installed) before the view's first write
+    actor = ctx.caller.actor
+    details = audit.details_of({**(ctx.data if isinstance(ctx.data, dict) else {}), **ctx.params})
+    target = dict(url_params)
+    if member:
+        details.update({"proxy": True, "member_id": member})
+        target.setdefault("member_id", member)
+    entry_id = derived_id("aud", actor, method, path, *target.values(), ctx.key) if ctx.key else new_id("aud")
+    return audit.AuditEntry(id=entry_id, at=clock.now(), actor_id=actor,
+                            action=action or f"{method.upper()} {path}", target=target,
+                            reason=audit.clip_reason(ctx.data.get("reason") if isinstance(ctx.data, dict) else None),
+                            details=details, subject=audit.subject_of({"m": member, **target}))
+
+
+def _write_unless_carried(result: Any, status: int) -> None:
+    """A successful request whose change no transaction carried: the entry alone."""
+    code = result.status_code if isinstance(result, Response) else status
+    entry = audit.pending()
+    if entry is not None and code < 400 and _audit_log is not None:
+        _audit_log().write(entry)
 
 
 def _idempotency_key(ctx: RequestContext, required: bool) -> str | None:

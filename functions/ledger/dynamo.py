@@ -38,9 +38,8 @@ from pynamodb.attributes import ListAttribute, NumberAttribute, UnicodeAttribute
 from pynamodb.exceptions import DoesNotExist, TransactWriteError
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
-from pynamodb.transactions import TransactWrite
 
-from functions.adapters.dynamo import make_meta, table
+from functions.adapters.dynamo import TransactWrite, make_meta, table
 from functions.ledger.model import (BalanceChange, BalanceRow, BucketChange, CommitHooks, CommitRejected,
                                     ExpiringCredit, Plan, Resolution, Totals, TransferRecord)
 
@@ -277,7 +276,8 @@ class DynamoLedgerStore:
             if error.cause_response_code != "TransactionCanceledException":
                 raise
             reasons = error.cancellation_reasons
-            order = tagged.in_request_order()
+            # A request's audit entry rides as the last item (adapters.dynamo.TransactWrite).
+            order = tagged.in_request_order() + ([None] if transaction.carried_audit else [])
             if len(reasons) != len(order):
                 raise _Cancelled([], False, "cancellation reasons could not be mapped") from None
             failed, codes = [], set()

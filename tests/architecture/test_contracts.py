@@ -33,6 +33,7 @@ BAD_IMPORTS = {
     "risk-uses-no-foreign-adapter": ("functions/risk/views.py", "import functions.requests.dynamo"),
     "district-uses-no-foreign-adapter": ("functions/district/views.py", "import functions.identity.service"),
     "hub-uses-no-foreign-adapter": ("functions/hub/views.py", "import functions.district.service"),
+    "admin-uses-no-foreign-adapter": ("functions/admin/views.py", "import functions.requests.dynamo"),
 }
 
 
