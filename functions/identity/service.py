@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Callable, Iterable
 
-from functions.core import clock
+from functions.core import audit, clock
 from functions.core.errors import (
     AlreadyExists, BusinessRuleViolation, Conflict, Forbidden, IdempotencyMismatch, InvalidState, NotFound,
     NotRelative, NotVerified,
@@ -280,6 +280,8 @@ class IdentityService:
             raise Forbidden("您不是本户的亲情代理人", {"member_id": member_id})
         effective = Caller(openid=caller.openid, resident_id=acting_as, household_id=member.household_id,
                            status=VERIFIED, roles=caller.roles)
+        # The proxy act's audit entry is about the member's household: they read it there.
+        audit.about(member.household_id, proxy_id=proxy_id)
         return ActingFor(caller=effective, member_id=member.id, proxy_id=proxy_id, by_admin=by_admin)
 
     def _member_anywhere(self, member_id: str) -> Member | None:

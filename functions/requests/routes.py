@@ -73,8 +73,9 @@ def update_category(ctx: RequestContext, category_id: str) -> dict:
 # --- requests -----------------------------------------------------------------------------
 
 def _proxy_audit(action: str, ctx: RequestContext, request: Any) -> None:
-    """A 亲情代理 act, as a structured id-only log line (the audit log of issue 12 can consume
-    it; the request itself keeps ``proxy_id`` and ``closed_by``)."""
+    """A 亲情代理 act, as a structured id-only log line (the request itself keeps ``proxy_id``
+    and ``closed_by``). Its audit entry (``core.web`` opens one for any ``on_behalf_of``) is
+    about the member's household (``identity`` names it when it admits the proxy)."""
     logger.info("proxy action", extra={"audit": True, "action": action, "request_id": request.id,
                                        "member_id": ctx.data.get("on_behalf_of"), "proxy_id": request.proxy_id,
                                        "actor": ctx.caller.resident_id or openid_hash(ctx.caller.openid)})
@@ -82,7 +83,7 @@ def _proxy_audit(action: str, ctx: RequestContext, request: Any) -> None:
 
 @route(requests_bp, "/v1/requests", methods=["POST"], auth=Auth.VERIFIED_OR_ADMIN, status=201, body=NEW_REQUEST,
        idempotency="required", response="ServiceRequest",
-       errors=(Forbidden, NotFound, Conflict, InsufficientCredits))
+       errors=(Forbidden, NotFound, Conflict, InsufficientCredits), admin_action="request.post")
 def post_request(ctx: RequestContext) -> dict:
     """Post a need; the hold is taken from the household (or, with from = resident, the personal) account."""
     body = ctx.data
@@ -147,7 +148,8 @@ def complete(ctx: RequestContext, request_id: str) -> dict:
 
 
 @route(requests_bp, "/v1/requests/{request_id}/confirm", methods=["POST"], auth=Auth.VERIFIED_OR_ADMIN,
-       body=CONFIRM, response="ServiceRequest", errors=(Forbidden, InvalidState, LimitExceeded, OwnRequest))
+       body=CONFIRM, response="ServiceRequest", errors=(Forbidden, InvalidState, LimitExceeded, OwnRequest),
+       admin_action="request.confirm")
 def confirm(ctx: RequestContext, request_id: str) -> dict:
     """The requester's household (or an admin) confirms: the hold settles to the volunteer."""
     settled = bootstrap.requests().confirm(ctx.caller, request_id, ctx.data.get("rating"), ctx.data.get("comment"),

@@ -40,7 +40,7 @@ def issue_evidence_upload(ctx: RequestContext, request_id: str) -> dict:
 
 
 @route(safety_bp, "/v1/requests/{request_id}/evidence", auth=Auth.LOGIN, errors=(Forbidden,),
-       response="EvidenceLinks")
+       response="EvidenceLinks", admin_action="evidence.view", personal_data=True)
 def list_evidence(ctx: RequestContext, request_id: str) -> dict:
     """Short-lived links to the request's photos, for its parties and admins (every view logged)."""
     # LOGIN, not VERIFIED: admins need not be residents; the service admits the verified

@@ -2,6 +2,9 @@
 and time; residents see the entries about themselves or their household; others get 401/403."""
 from __future__ import annotations
 
+from datetime import timedelta
+
+from functions.core import clock
 from tests.helpers import (ADMIN_OPENID, admin_headers, as_json, assert_error, login, register,
                            verified_resident)
 
@@ -102,3 +105,28 @@ def test_a_resident_sees_only_the_entries_about_themselves(client):
 def test_a_plain_login_does_not_open_entries(client):
     login(client, "audited-nobody")
     assert _entries(client)["items"] == []
+
+
+def test_proxy_acts_are_audited_with_the_member_and_seen_by_the_household(client):
+    from tests.helpers import add_dependant, json_headers
+
+    headers, me = verified_resident(client, "proxy-son", building="7", room="701")
+    grandma = add_dependant(client, headers, name="外婆", birth_year=1940)
+    named = client.http.post("/v1/households/mine/proxies", body=as_json({"member_id": me["id"]}), headers=headers)
+    assert named.status_code in (200, 201), named.body
+    body = {"category": "companion", "title": "陪诊", "description": "", "duration_minutes": 60,
+            "start_at": (clock.now() + timedelta(days=1)).isoformat(), "on_behalf_of": grandma["id"]}
+    posted = client.http.post("/v1/requests", body=as_json(body), headers=json_headers(headers, "proxy-1"))
+    assert posted.status_code == 201, posted.body
+    replay = client.http.post("/v1/requests", body=as_json(body), headers=json_headers(headers, "proxy-1"))
+    assert replay.status_code == 201
+    (entry,) = _entries(client, "?action=request.post")["items"]   # the replay overwrote its own entry
+    assert entry["actor_id"] == me["id"]
+    assert entry["details"]["proxy"] is True and entry["details"]["member_id"] == grandma["id"]
+    assert entry["target"] == {"member_id": grandma["id"]}
+    seen = client.http.get("/v1/residents/me/audit", headers=headers).json_body["items"]
+    assert "request.post" in [e["action"] for e in seen]
+    # the same resident posting for themself is no proxy act
+    own = {**body, "on_behalf_of": None}
+    assert client.http.post("/v1/requests", body=as_json(own), headers=json_headers(headers, "own-1")).status_code == 201
+    assert len(_entries(client, "?action=request.post")["items"]) == 1
