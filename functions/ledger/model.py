@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, Mapping, Union
 
-from functions.core.errors import ValidationError
+from functions.core.errors import Conflict, ValidationError
 
 # --- operations (TigerBeetle's transfer flags) -------------------------------------------
 OP_TRANSFER = "transfer"          # single-phase, posted at once
@@ -231,6 +231,11 @@ class Reverse:
 
 
 Command = Union[Transfer, Hold, PostPending, VoidPending, Reverse]
+
+
+class AlreadyReversed(Conflict):
+    code = "ALREADY_REVERSED"
+    default_message = "该转账已冲正，不能再次冲正"
 
 
 # --- stored values ----------------------------------------------------------------------------

@@ -17,14 +17,14 @@ from typing import Any
 from chalice import Blueprint, Cron
 
 from functions import bootstrap
-from functions.core.errors import (Conflict, Forbidden, InsufficientCredits, LimitExceeded, NotFound, NotRelative,
-                                   ValidationError)
+from functions.core.errors import (Conflict, Forbidden, InsufficientCredits, InvalidState, LimitExceeded, NotFound,
+                                   NotRelative, ValidationError)
 from functions.core.validation import Bool, FieldError, Id, Schema, Str, amount_field, field_error
 from functions.core.settings import get_settings
 from functions.core.web import Auth, RequestContext, json_response, page_body, route
 from functions.ledger.accounts import (POOL, RESIDENT, SYSTEM_ACCOUNTS, Account, household_account,
                                        is_account_id, parse_account, resident_account)
-from functions.ledger.model import ASSET_CODES, DEFAULT_ASSET
+from functions.ledger.model import ASSET_CODES, DEFAULT_ASSET, AlreadyReversed
 from functions.ledger.service import MAX_MEMO
 from functions.ledger.views import balances_view, transfer_view
 
@@ -146,6 +146,20 @@ def create_transfer(ctx: RequestContext) -> Any:
         # household_cap) rather than donating the excess without asking.
         cap_excess="refuse")
     return transfer_view(record)
+
+
+REVERSAL = Schema({"reason": Str(max_len=200, label="冲正原因")}, name="ReversalRequest",
+                  example={"reason": "重复结算，核实后冲正"})
+
+
+@route(ledger_bp, "/v1/admin/transfers/{transfer_id}/reverse", methods=["POST"], auth=Auth.ADMIN, status=201,
+       body=REVERSAL, path_params={"transfer_id": Str(max_len=200)}, response="LedgerTransfer",
+       errors=(NotFound, AlreadyReversed, InvalidState, InsufficientCredits), admin_action="transfer.reverse")
+def reverse_transfer(ctx: RequestContext, transfer_id: str) -> dict[str, Any]:
+    """Reverse a posted transfer (a settlement: both of its legs) by a linked transfer the other
+    way, with the admin as actor and the reason; never twice (409 ALREADY_REVERSED); refused
+    with 422 INSUFFICIENT_CREDITS when the receiver has spent the credits meanwhile."""
+    return transfer_view(bootstrap.ledger().reverse_transfer(transfer_id, ctx.data["reason"], ctx.caller.actor))
 
 
 @route(ledger_bp, "/v1/admin/ledger/check", auth=Auth.ADMIN, response="LedgerCheckReport",

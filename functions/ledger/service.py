@@ -76,12 +76,12 @@ from typing import Any, Iterable, Mapping, NamedTuple, Sequence
 from functions.core import clock
 from functions.core.errors import (Conflict, IdempotencyMismatch, InsufficientCredits, InvalidState,
                                    LimitExceeded, NotFound, TimebankError, ValidationError)
-from functions.core.ids import content_hash, derived_id
+from functions.core.ids import content_hash, derived_id, new_id
 from functions.core.validation import MAX_AMOUNT_MINUTES, Field, FieldError, Id, Str, amount_field
 from functions.ledger.accounts import (ESCROW, HOUSEHOLD, ISSUANCE, POOL, RESIDENT, Account, logical_id, parse_account,
                                        physical_id, physical_ids, shard_for)
 from functions.ledger.model import (OP_PENDING, OP_POST, OP_REVERSAL, OP_TRANSFER, OP_VOID, PENDING, POSTED,
-                                    POSTED_OPS, VOIDED, BalanceChange, BucketChange, Command, CommitRejected,
+                                    POSTED_OPS, VOIDED, AlreadyReversed, BalanceChange, BucketChange, Command, CommitRejected,
                                     ExpiringCredit, Hold, Plan, PointKind, PostPending, Resolution, Reverse, Totals,
                                     Transfer, TransferRecord, VoidPending)
 from functions.ledger.reconciliation import check_store
@@ -212,6 +212,52 @@ class Ledger:
     def reverse(self, transfer_id: str, original_id: str, reason: str, actor: str,
                 also: Sequence[Any] = ()) -> TransferRecord:
         return self.execute([Reverse(transfer_id, original_id, reason, actor)], also)[0]
+
+    def reverse_transfer(self, original_id: str, reason: str, actor: str) -> TransferRecord:
+        """An admin's correction (API.md ``POST /v1/admin/transfers/{id}/reverse``): the linked
+        reversing transfer of a posted transfer, with actor and reason; returns it.
+
+        - Never twice: the reversal's id is new on every call, so what stops a second one — a
+          retry, a double click, two admins at once — is the original's condition
+          ``attribute_not_exists(reversed_by)`` in the reversal's own transaction. The loser
+          gets ``AlreadyReversed`` (409), never a second movement.
+        - A settlement is one unit: its payout (escrow → volunteer) and its post (payer →
+          escrow) were written as one linked batch, so reversing either reverses both (payout
+          first: it funds the escrow leg), and the escrow never keeps what it passed on.
+        - A receiver who has spent the credits meanwhile cannot cover the reversal: refused
+          with ``InsufficientCredits`` (422) and nothing written. We refuse rather than record
+          a debt the receiver's next credits pay first: a debt is a negative balance, which API.md
+          allows only issuance and clearing accounts, and every spend and the household cap
+          would have to learn about it. The admin sees the refusal and decides (e.g. a transfer
+          back agreed with the resident, then the reversal)."""
+        _check_id(original_id, "transfer_id")
+        _check_text(reason, "reason", required=True)
+        original = self.store.get_transfer(original_id)
+        if original is None:
+            raise NotFound("转账不存在", {"transfer_id": original_id})
+        if original.reversed_by is not None:
+            raise AlreadyReversed(details={"transfer_id": original_id, "reversed_by": original.reversed_by})
+        batch = self._settlement_legs(original)
+        commands = [Reverse(new_id("tr"), record.id, reason, actor) for record in batch]
+        try:
+            records = self.execute(commands)
+        except InvalidState:
+            stored = self.store.get_transfers([record.id for record in batch])
+            done = [t.reversed_by for t in stored.values() if t.reversed_by]
+            if done:
+                raise AlreadyReversed(details={"transfer_id": original_id, "reversed_by": done[0]}) from None
+            raise
+        return next(r for r in records if r.reversal_of == original_id)
+
+    def _settlement_legs(self, original: TransferRecord) -> list[TransferRecord]:
+        """The posted transfers reversed together with ``original``: its linked batch's legs
+        through the escrow (a settlement's post and payout), payout first; else itself."""
+        if ESCROW not in (original.debit_account, original.credit_account) or len(original.linked) < 2:
+            return [original]
+        siblings = self.store.get_transfers([i for i in original.linked if i != original.id])
+        legs = [original, *(t for t in siblings.values() if ESCROW in (t.debit_account, t.credit_account)
+                            and t.op in POSTED_OPS and t.status == POSTED)]
+        return sorted(legs, key=lambda t: t.debit_account != ESCROW)
 
     def settle_hold(self, settlement_id: str, pending_id: str, payee: str, amount: int,
                     also: Sequence[Any] = (), actor: str | None = None, kind: str = "settlement",

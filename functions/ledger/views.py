@@ -20,7 +20,7 @@ def transfer_view(record: TransferRecord) -> dict[str, Any]:
     if record.posted_amount is not None:
         out["posted_amount"] = record.posted_amount
     if record.reversal_of:
-        out["reversal_of"] = record.reversal_of
+        out["reversal_of"] = out["reverses"] = record.reversal_of
     if record.reversed_by:
         out["reversed_by"] = record.reversed_by
     return out
