@@ -168,6 +168,7 @@ class BenchResults:
     rewards: list[Measured]
     activities: list[Measured] = field(default_factory=list)
     activity_facts: dict[str, Any] = field(default_factory=dict)
+    admin: list[Measured] = field(default_factory=list)
 
 
 def measure_operations(log_path: Path) -> BenchResults:
@@ -176,6 +177,7 @@ def measure_operations(log_path: Path) -> BenchResults:
     from moto import mock_aws
 
     from bench.activities import run_activities
+    from bench.admin import run_admin
     from bench.lifecycle import queue_drainer, run_lifecycle
     from bench.rewards import run_rewards
     from functions.app import app
@@ -203,4 +205,7 @@ def measure_operations(log_path: Path) -> BenchResults:
                 run_rewards(rewards, drainers["zyh-exchanges"])
                 activities = Scenario(client, counter, tokens=scenario.tokens, log=log)
                 facts = run_activities(activities)
-    return BenchResults(scenario.results, lifecycle.results, rewards.results, activities.results, facts)
+                admin = Scenario(client, counter, tokens=scenario.tokens, log=log)
+                run_admin(admin)
+    return BenchResults(scenario.results, lifecycle.results, rewards.results, activities.results, facts,
+                        admin.results)

@@ -694,6 +694,82 @@ def audit_queries() -> Any:
     return _once("audit_queries", build)
 
 
+class _SettledServices:
+    """Admin's ``EngagementSource`` for services: the insured list's service-date index (one
+    record per accepted service, read page by page), then the requests themselves in batches
+    (BatchGetItem) for which of them settled and with how many minutes."""
+
+    def between(self, first_day: Any, last_day: Any) -> Any:
+        from functions.requests.model import SETTLED
+        from functions.safety.model import ExportRange
+
+        records = [r for r in insurance().export_all(ExportRange(first_day, last_day))
+                   if r.activity_id is None]
+        for start in range(0, len(records), 100):
+            chunk = records[start:start + 100]
+            found = request_store().get_many([r.request_id for r in chunk])
+            for record in chunk:
+                request = found.get(record.request_id)
+                if request is not None and request.status == SETTLED and request.completed_minutes \
+                        and request.volunteer_id:
+                    yield _engagement(request.volunteer_id, request.id, record.category_name,
+                                      record.service_date.isoformat(), request.completed_minutes)
+
+
+class _ClosedActivities:
+    """Admin's ``EngagementSource`` for activities: the closed ones starting in the range (the
+    status index, a Query), each participant who checked in and out, for the time attended."""
+
+    def between(self, first_day: Any, last_day: Any) -> Any:
+        from datetime import datetime, time
+
+        from functions.activities.model import CLOSED, attended_minutes
+        from functions.core.clock import CHINA_TZ
+
+        start = datetime.combine(first_day, time(0), CHINA_TZ)
+        end = datetime.combine(last_day, time(23, 59, 59), CHINA_TZ)
+        store = activity_store()
+        for activity in store.starting_between(start, end, CLOSED):
+            for participant in store.participants(activity.id):
+                minutes = attended_minutes(activity, participant)
+                if minutes > 0:
+                    yield _engagement(participant.resident_id, activity.id, f"社群活动：{activity.title}"[:60],
+                                      activity.start_at.astimezone(CHINA_TZ).date().isoformat(), minutes)
+
+
+def _engagement(volunteer_id: str, ref: str, content: str, day: str, minutes: int) -> Any:
+    from functions.admin.model import Engagement
+
+    return Engagement(volunteer_id=volunteer_id, ref=ref, content=content, service_date=day, minutes=minutes)
+
+
+class _ResidentNames:
+    """Admin's ``People`` port: names for the export, one resident at a time (the volunteers of
+    a range, not its rows)."""
+
+    def names(self, resident_ids: Any) -> dict[str, str]:
+        from functions.core.errors import NotFound
+
+        out = {}
+        for resident_id in sorted(resident_ids):
+            try:
+                out[resident_id] = identity().resident(resident_id).name
+            except NotFound:
+                continue
+        return out
+
+
+def volunteer_records() -> Any:
+    def build() -> Any:
+        from functions.admin.service import VolunteerRecords
+
+        settings = get_settings()
+        return VolunteerRecords([_SettledServices(), _ClosedActivities()], _ResidentNames(), settings.community_id,
+                                settings.community_name or f"{settings.community_id} 社区时间银行")
+
+    return _once("volunteer_records", build)
+
+
 # --- the district hub (its own stack: functions/hub_app.py) -----------------------------------
 
 def hub() -> Any:

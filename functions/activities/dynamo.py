@@ -179,9 +179,9 @@ class DynamoActivityStore:
                 break
         return items, last_key
 
-    def starting_between(self, start: datetime, end: datetime) -> Iterable[Activity]:
+    def starting_between(self, start: datetime, end: datetime, status: str = am.PUBLISHED) -> Iterable[Activity]:
         condition = ActivityItem.start_key.between(start_key(start), start_key(end) + "~")
-        return [_activity(i) for i in ActivityItem.by_status.query(am.PUBLISHED, range_key_condition=condition)]
+        return [_activity(i) for i in ActivityItem.by_status.query(status, range_key_condition=condition)]
 
     # --- participants ---
     def participant(self, activity_id: str, resident_id: str | None) -> Participant | None:

@@ -6,9 +6,13 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
 from functions.core import clock
+from functions.core.errors import LimitExceeded
+from functions.core.ids import content_hash
+from functions.core.validation import field_error
 
 DEFAULT_AUDIT_DAYS = 365   # a query without ``from`` looks back a year (the retention asked of us)
 MAX_EXPORT_DAYS = 366
+MAX_EXPORT_ROWS = 20_000   # one response stays under API Gateway's 6 MB (~120 bytes a row); narrow the range
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,49 @@ def hours(minutes: int) -> str:
     """服务时长: hours with one decimal, rounded half up (90 min → "1.5")."""
     tenths = (minutes * 10 + 30) // 60
     return f"{tenths // 10}.{tenths % 10}"
+
+
+@dataclass(frozen=True)
+class Engagement:
+    """A volunteer's completed service or activity participation, as the sources report it."""
+    volunteer_id: str
+    ref: str                 # the request id, or the activity id
+    content: str
+    service_date: str        # YYYY-MM-DD, community time
+    minutes: int
+
+
+def export_days(first: date, last: date) -> tuple[date, date]:
+    if last < first:
+        raise field_error("to", "结束日期不能早于开始日期")
+    if (last - first).days + 1 > MAX_EXPORT_DAYS:
+        raise field_error("to", f"日期范围最多 {MAX_EXPORT_DAYS} 天")
+    return first, last
+
+
+def too_many_rows() -> LimitExceeded:
+    return LimitExceeded(f"记录超过 {MAX_EXPORT_ROWS} 条，请缩小日期范围", {"limit": "export_rows",
+                                                                  "max_rows": MAX_EXPORT_ROWS})
+
+
+def volunteer_number(community_id: str, resident_id: str) -> str:
+    """志愿者编号: stable per volunteer and community, derived from the resident id (not an ID
+    number, which the product never collects), short enough to type: ``DEMO-4F2A9C1B7E``."""
+    return f"{community_id.upper()}-{content_hash('volunteer', community_id, resident_id)[:10].upper()}"
+
+
+def certificate_number(community_id: str, ref: str, resident_id: str) -> str:
+    """证明编号: one per (volunteer, service or activity), the same in every export."""
+    return f"ZM-{community_id.upper()}-{content_hash('certificate', community_id, ref, resident_id)[:12].upper()}"
+
+
+def volunteer_record(engagement: Engagement, name: str, community_id: str, organiser: str) -> "VolunteerRecord":
+    return VolunteerRecord(name=name, id_number="", volunteer_number=volunteer_number(community_id,
+                                                                                    engagement.volunteer_id),
+                           minutes=engagement.minutes, content=engagement.content, organiser=organiser,
+                           service_date=engagement.service_date,
+                           certificate_number=certificate_number(community_id, engagement.ref,
+                                                                 engagement.volunteer_id))
 
 
 @dataclass(frozen=True)

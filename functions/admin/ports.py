@@ -3,9 +3,11 @@
 date range (handed in by ``bootstrap`` from the requests and activities domains)."""
 from __future__ import annotations
 
-from typing import Iterable, Protocol
+from typing import Iterable, Mapping, Protocol
 
-from functions.admin.model import AuditRange, VolunteerRecord
+from datetime import date
+
+from functions.admin.model import AuditRange, Engagement
 from functions.core.audit import AuditEntry
 
 
@@ -20,7 +22,12 @@ class AuditReader(Protocol):
         """Newest first within ``window``, at most ``limit`` entries."""
 
 
-class VolunteerRecordSource(Protocol):
-    def records(self, first_day: str, last_day: str) -> Iterable[VolunteerRecord]:
-        """Every completed service or activity participation of the days, oldest day first,
-        read page by page from the source's date index (never a Scan)."""
+class EngagementSource(Protocol):
+    def between(self, first_day: date, last_day: date) -> Iterable[Engagement]:
+        """Completed services (or activity participations) of the days, read page by page
+        from the source's date index (never a Scan)."""
+
+
+class People(Protocol):
+    def names(self, resident_ids: Iterable[str]) -> Mapping[str, str]:
+        """resident id -> name, for the export's 姓名 (unknown ids are left out)."""

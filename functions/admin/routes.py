@@ -14,7 +14,6 @@ from chalice import Blueprint, Response
 
 from functions import bootstrap
 from functions.admin.views import audit_entry_view, volunteer_record_view, volunteer_records_csv
-from functions.core import clock
 from functions.core.errors import LimitExceeded
 from functions.core.validation import Day, Field, FieldError, Schema, Str, Timestamp, check_text, field_error
 from functions.core.web import Auth, RequestContext, page_body, route
@@ -91,3 +90,20 @@ def my_audit(ctx: RequestContext) -> dict[str, Any]:
     page = bootstrap.audit_queries().for_resident(caller.resident_id, caller.household_id, limit=ctx.limit,
                                                   before=_before(ctx))
     return _audit_page(page)
+
+
+@route(admin_bp, "/v1/admin/exports/volunteer-records", auth=Auth.ADMIN, query=EXPORT_QUERY,
+       response={"type": "object", "required": ["items"],
+                 "properties": {"items": {"type": "array", "items": {"$ref": "#/components/schemas/VolunteerRecord"}}}},
+       errors=(LimitExceeded,), admin_action="export.volunteer_records")
+def export_volunteer_records(ctx: RequestContext) -> Any:
+    """The national volunteer-record export (format=csv: UTF-8 with BOM for Excel, Chinese headers)."""
+    first, last = ctx.params["from"], ctx.params["to"]
+    rows = bootstrap.volunteer_records().between(first, last)
+    if ctx.params.get("format") == "csv":
+        filename = f"volunteer-records-{first.isoformat()}_{last.isoformat()}.csv"
+        return Response(body=volunteer_records_csv(rows), status_code=200, headers={
+            "Content-Type": "text/csv; charset=utf-8",
+            "Content-Disposition": f'attachment; filename="{filename}"',
+        })
+    return {"items": [volunteer_record_view(row) for row in rows]}

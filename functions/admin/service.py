@@ -6,8 +6,9 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Callable, Iterable
 
-from functions.admin.model import AuditRange, VolunteerRecord, audit_range
-from functions.admin.ports import AuditReader, VolunteerRecordSource
+from functions.admin.model import (MAX_EXPORT_ROWS, AuditRange, Engagement, VolunteerRecord, audit_range, export_days,
+                                   too_many_rows, volunteer_record)
+from functions.admin.ports import AuditReader, EngagementSource, People
 from functions.core import clock
 from functions.core.audit import AuditEntry
 from functions.core.validation import field_error
@@ -74,8 +75,25 @@ def _page(found: list[AuditEntry], limit: int) -> AuditPage:
 
 
 class VolunteerRecords:
-    def __init__(self, source: VolunteerRecordSource):
-        self.source = source
+    """The national volunteer-record export: one row per volunteer per completed service or
+    activity of the date range, oldest day first. Sources are read through their date indexes;
+    past ``MAX_EXPORT_ROWS`` rows the export is refused (422) rather than cut short."""
 
-    def between(self, first_day: date, last_day: date) -> Iterable[VolunteerRecord]:
-        return self.source.records(first_day.isoformat(), last_day.isoformat())
+    def __init__(self, sources: Iterable[EngagementSource], people: People, community_id: str, organiser: str):
+        self.sources = list(sources)
+        self.people = people
+        self.community_id = community_id
+        self.organiser = organiser
+
+    def between(self, first_day: date, last_day: date) -> list[VolunteerRecord]:
+        first_day, last_day = export_days(first_day, last_day)
+        engagements: list[Engagement] = []
+        for source in self.sources:
+            for engagement in source.between(first_day, last_day):
+                engagements.append(engagement)
+                if len(engagements) > MAX_EXPORT_ROWS:
+                    raise too_many_rows()
+        names = self.people.names({e.volunteer_id for e in engagements})
+        rows = [volunteer_record(e, names.get(e.volunteer_id, ""), self.community_id, self.organiser)
+                for e in engagements]
+        return sorted(rows, key=lambda r: (r.service_date, r.volunteer_number, r.certificate_number))

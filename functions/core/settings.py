@@ -21,6 +21,7 @@ LOCAL_ZYH_KEY = "local-zyh-signing-key"
 @dataclass(frozen=True)
 class Settings:
     community_id: str = "demo"
+    community_name: str = ""   # display_name of infra/communities/<id>.toml (exports' 服务组织)
     stage: str = "local"
     resource_prefix: str = "timebank-demo"
     admin_openids: tuple[str, ...] = ()
@@ -133,6 +134,7 @@ def get_settings() -> Settings:
     }
     return Settings(
         community_id=community,
+        community_name=os.environ.get("TIMEBANK_COMMUNITY_NAME", ""),
         stage=stage,
         resource_prefix=os.environ.get("TIMEBANK_RESOURCE_PREFIX", f"timebank-{community}"),
         admin_openids=_list("TIMEBANK_ADMIN_OPENIDS"),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Protocol, Sequence
+from typing import Any, Protocol
 
 from functions.ledger.model import TransferRecord
 from functions.requests.model import ServiceRequest
@@ -48,6 +48,7 @@ class SettledRequests(Protocol):
 
 
 class ReversalLedger(Protocol):
-    def execute(self, commands: Sequence[Any], also: Sequence[Any] = ()) -> list[TransferRecord]: ...
+    def reverse_transfer(self, original_id: str, reason: str, actor: str) -> TransferRecord:
+        """Reverse a posted transfer (a settlement: both legs); ``AlreadyReversed`` if done."""
 
     def get_transfer(self, transfer_id: str) -> TransferRecord | None: ...

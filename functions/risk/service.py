@@ -9,10 +9,9 @@ from typing import Any, Callable
 from functions.core import clock
 from functions.core.errors import InvalidState, NotFound
 from functions.core.events import DomainEvent
-from functions.core.ids import derived_id
 from functions.core.messaging import PoisonMessage
 from functions.core.observability import count, logger
-from functions.ledger.model import Reverse
+from functions.ledger.model import AlreadyReversed
 from functions.requests.model import SETTLED_EVENT, OwnRequest, ServiceRequest
 from functions.risk.model import (DAILY_MINUTES, OPEN, RESOLVED, REVERSE, Flag, RiskLimits, Settlement, assess,
                                   community_day, limit_exceeded, pair_counter, pair_of, volunteer_counter)
@@ -102,24 +101,20 @@ class RiskService:
         return resolved
 
     def _reverse_settlement(self, flag: Flag, request_id: str, reason: str, actor: str) -> list[str]:
+        """The ledger's admin reversal (``reverse_transfer``: a settlement's payout and payment
+        in one linked transaction, never twice). Reversed already — by this flag's earlier
+        attempt or by an admin's correction of the transfer itself — it only reports the ids."""
         request = self.requests.get(request_id)
         settlement = request.settlement_transfer_id
         if not settlement:
             return []
-        # The payout first (volunteer → escrow), then the payment (escrow → payer): the second
-        # is funded by the first inside the same transaction.
         originals = [f"{settlement}.pay", f"{settlement}.post"]
-        commands = [Reverse(derived_id("tr", "risk-reverse", flag.id, original), original, reason, actor)
-                    for original in originals]
         try:
-            records = self.ledger.execute(commands)
-        except InvalidState:
-            # Reversed already, by an admin's correction of the transfer itself: nothing to do.
-            stored = [self.ledger.get_transfer(original) for original in originals]
-            if all(t is not None and t.reversed_by for t in stored):
-                return []
-            raise
-        return [r.id for r in records]
+            self.ledger.reverse_transfer(originals[0], reason, actor)
+        except AlreadyReversed:
+            pass
+        stored = [self.ledger.get_transfer(original) for original in originals]
+        return [t.reversed_by for t in stored if t is not None and t.reversed_by]
 
 
 def flag_open(flag: Flag) -> bool:
