@@ -204,7 +204,17 @@ class Range:
         return self.start.isoformat() <= day <= self.end.isoformat()
 
 
+FIRST_YEAR, LAST_YEAR = 2000, 2099   # the years a community's figures can be about
+
+
+def checked_year(year: int, field: str) -> None:
+    if not FIRST_YEAR <= year <= LAST_YEAR:
+        raise field_error(field, f"年份须在 {FIRST_YEAR} 到 {LAST_YEAR} 之间")
+
+
 def checked_range(start: date, end: date, max_days: int = MAX_RANGE_DAYS) -> Range:
+    checked_year(start.year, "from")
+    checked_year(end.year, "to")
     if start > end:
         raise field_error("from", "开始日期不能晚于结束日期")
     if (end - start).days + 1 > max_days:
@@ -281,6 +291,7 @@ def summarise(wanted: Range, days: Iterable[DayCategory], people: Iterable[DayPe
 # --- open data ---------------------------------------------------------------------------------
 
 def month_range(year: int, month: int) -> Range:
+    checked_year(year, "month")
     start = date(year, month, 1)
     following = date(year + (month == 12), month % 12 + 1, 1)
     return Range(start, following - timedelta(days=1))

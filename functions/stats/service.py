@@ -3,7 +3,7 @@ month (open data), find high-frequency needs (the weekly schedule) and accept on
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any, Callable
 
 from functions.core import clock
@@ -80,6 +80,3 @@ class StatsService:
             raise AlreadyAccepted(details={"suggestion_id": suggestion_id})
         return replace(suggestion, status=ACCEPTED_STATUS, accepted_as=item)
 
-
-def default_window(today: date, days: int = 30) -> tuple[date, date]:
-    return today - timedelta(days=days - 1), today
