@@ -25,7 +25,7 @@ from typing import Any, Iterable, Mapping, Sequence
 from functions.core import clock
 from functions.core.errors import InvalidState
 from functions.core.events import DomainEvent
-from functions.core.validation import field_error
+from functions.core.validation import Day, Month, field_error
 
 from functions.requests.model import ACCEPTED_EVENT as ACCEPTED
 from functions.requests.model import CANCELLED_EVENT as CANCELLED
@@ -210,6 +210,32 @@ FIRST_YEAR, LAST_YEAR = 2000, 2099   # the years a community's figures can be ab
 def checked_year(year: int, field: str) -> None:
     if not FIRST_YEAR <= year <= LAST_YEAR:
         raise field_error(field, f"年份须在 {FIRST_YEAR} 到 {LAST_YEAR} 之间")
+
+
+@dataclass
+class StatsDay(Day):
+    """A day of the years statistics can be about (the document says so: fuzzers stay in range)."""
+
+    def clean(self, value: Any) -> date:
+        day = super().clean(value)
+        if not FIRST_YEAR <= day.year <= LAST_YEAR:
+            raise self.reason(f"年份须在 {FIRST_YEAR} 到 {LAST_YEAR} 之间")
+        return day
+
+    def openapi(self) -> dict[str, Any]:
+        return {"type": "string", "format": "date", "pattern": r"^20\d{2}-\d{2}-\d{2}$"}
+
+
+@dataclass
+class StatsMonth(Month):
+    def clean(self, value: Any) -> tuple[int, int]:
+        year, month = super().clean(value)
+        if not FIRST_YEAR <= year <= LAST_YEAR:
+            raise self.reason(f"年份须在 {FIRST_YEAR} 到 {LAST_YEAR} 之间")
+        return year, month
+
+    def openapi(self) -> dict[str, Any]:
+        return {"type": "string", "pattern": r"^20\d{2}-(0[1-9]|1[0-2])$"}
 
 
 def checked_range(start: date, end: date, max_days: int = MAX_RANGE_DAYS) -> Range:

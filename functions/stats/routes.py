@@ -12,9 +12,9 @@ from functions.core import clock
 from functions.core.errors import InvalidState, NotFound
 from functions.core.events import parse_event
 from functions.core.messaging import QueueSpec, register_queue
-from functions.core.validation import Day, Month, Schema
+from functions.core.validation import Schema
 from functions.core.web import Auth, RequestContext, route
-from functions.stats.model import EVENT_TYPES
+from functions.stats.model import EVENT_TYPES, StatsDay, StatsMonth
 from functions.stats.views import suggestion_view
 
 STATS_QUEUE = register_queue(QueueSpec("stats", purpose="the request lifecycle's events → statistics",
@@ -22,9 +22,9 @@ STATS_QUEUE = register_queue(QueueSpec("stats", purpose="the request lifecycle's
 
 stats_bp = Blueprint(__name__)
 
-RANGE_QUERY = Schema({"from": Day(required=False, label="开始日期", description="default: 29 days before to"),
-                      "to": Day(required=False, label="结束日期", description="default: today")})
-MONTH_QUERY = Schema({"month": Month(label="月份")})
+RANGE_QUERY = Schema({"from": StatsDay(required=False, label="开始日期", description="default: 29 days before to"),
+                      "to": StatsDay(required=False, label="结束日期", description="default: today")})
+MONTH_QUERY = Schema({"month": StatsMonth(label="月份")})
 
 
 @route(stats_bp, "/v1/admin/stats", auth=Auth.ADMIN, query=RANGE_QUERY, response="Stats", admin_action="stats.read")
