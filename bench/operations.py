@@ -169,6 +169,7 @@ class BenchResults:
     activities: list[Measured] = field(default_factory=list)
     activity_facts: dict[str, Any] = field(default_factory=dict)
     admin: list[Measured] = field(default_factory=list)
+    stats: list[Measured] = field(default_factory=list)
 
 
 def measure_operations(log_path: Path) -> BenchResults:
@@ -180,6 +181,7 @@ def measure_operations(log_path: Path) -> BenchResults:
     from bench.admin import run_admin
     from bench.lifecycle import queue_drainer, run_lifecycle
     from bench.rewards import run_rewards
+    from bench.stats import run_stats
     from functions.app import app
     from local.provision import provision_evidence_bucket, provision_queues, provision_tables
     from local.seed import seed_categories
@@ -207,5 +209,7 @@ def measure_operations(log_path: Path) -> BenchResults:
                 facts = run_activities(activities)
                 admin = Scenario(client, counter, tokens=scenario.tokens, log=log)
                 run_admin(admin)
+                stats = Scenario(client, counter, tokens=scenario.tokens, log=log)
+                run_stats(stats, app)
     return BenchResults(scenario.results, lifecycle.results, rewards.results, activities.results, facts,
-                        admin.results)
+                        admin.results, stats.results)

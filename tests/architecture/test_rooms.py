@@ -22,6 +22,7 @@ EXTRAS = {
     "district": {"hub_client.py"},
     "hub": {"community_client.py"},
     "admin": set(),
+    "stats": set(),
 }
 NOT_DOMAINS = {"core", "adapters", "system", "__pycache__"}
 

@@ -186,6 +186,14 @@ def seed(client, app) -> tuple[Actor, Actor, Actor, dict[str, list[str]]]:
     _ok(post(f"/v1/requests/{back_id}/confirm", headers=mine, body=as_json({"rating": 4})))
     drain(app, "risk-flags")
     flag_id = _ok(client.http.get("/v1/admin/risk/flags", headers=admin.headers))["items"][0]["id"]
+    # a need that is not a credit item, posted often: the weekly run suggests it to the admins
+    for n in range(3):
+        posted(theirs, f"seed-suggestion-{n}", {**need("volunteer", 12 + n, minutes=15), "title": "帮忙修自行车"})
+    drain(app, "stats")
+    from local.lambda_events import scheduled_event
+
+    app.handler_map["stats-suggestions"](scheduled_event("timebank-test-stats-suggestions", "cn-north-1"), None)
+    suggestion_id = _ok(client.http.get("/v1/admin/suggestions", headers=admin.headers))["items"][0]["id"]
     # an activity that starts soon (check-in is open), the resident signed up; a later one
     admin_json = json_headers(admin.headers)
     soon = _ok(post("/v1/admin/activities", headers=admin_json, body=as_json(activity(NOW + timedelta(minutes=10)))),
@@ -208,6 +216,7 @@ def seed(client, app) -> tuple[Actor, Actor, Actor, dict[str, list[str]]]:
         "flag_id": [flag_id],
         "member_id": [resident["id"]],
         "transfer_id": [donation["id"], remote["id"]],
+        "suggestion_id": [suggestion_id],
     }
     return Actor("sch-alice", mine), Actor("sch-bob", theirs), admin, path_values
 
