@@ -40,6 +40,8 @@ from functions.identity.model import (
 )
 
 
+PHONE_LOOKUP_THREADS = 8
+
 # --- models ----------------------------------------------------------------------------------
 
 
@@ -319,6 +321,17 @@ class DynamoIdentityStore:
             if current is not None and current.phone == phone:
                 found.append(current)
         return found
+
+    def residents_with_phones(self, phones: list[str]) -> dict[str, list[Resident]]:
+        """``residents_with_phone`` for many phones: an index has no batch read, so the Queries
+        run ``PHONE_LOOKUP_THREADS`` at a time (2,000 phones: ~1.3 s at 5 ms, not 10 s in a row)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        unique = list(dict.fromkeys(phones))
+        if len(unique) <= 1:
+            return {phone: self.residents_with_phone(phone) for phone in unique}
+        with ThreadPoolExecutor(max_workers=min(PHONE_LOOKUP_THREADS, len(unique))) as pool:
+            return dict(zip(unique, pool.map(self.residents_with_phone, unique)))
 
     def households_at(self, address_keys: list[str]) -> dict[str, str]:
         """address key → the household registered there, for those that have one (BatchGetItem

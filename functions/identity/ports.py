@@ -33,6 +33,9 @@ class IdentityStore(Protocol):
     def residents_with_phone(self, phone: str) -> list[Resident]:
         """Residents registered or imported with this phone (index, then consistent reads)."""
 
+    def residents_with_phones(self, phones: list[str]) -> dict[str, list[Resident]]:
+        """The same for many phones (phone → residents)."""
+
     def households_at(self, address_keys: list[str]) -> dict[str, str]:
         """address key → household id, for the keys a household is registered at."""
 

@@ -294,6 +294,9 @@ class HouseholdPlan:
     new: bool                 # created by this import (else: joins a household registered there)
     owed: bool                # its starting credits come with this import
     rows: tuple[RosterRow, ...]
+    # A new household already at its address: its batch committed in an earlier run. Not
+    # part of the batching (the batches stay those of the first run).
+    written: bool = False
 
     @property
     def items(self) -> int:

@@ -75,6 +75,9 @@ class InMemoryIdentityStore:
     def residents_with_phone(self, phone: str) -> list[Resident]:
         return [m for m in self.members.values() if isinstance(m, Resident) and m.phone == phone]
 
+    def residents_with_phones(self, phones: list[str]) -> dict[str, list[Resident]]:
+        return {phone: self.residents_with_phone(phone) for phone in phones}
+
     def households_at(self, address_keys: list[str]) -> dict[str, str]:
         return {key: self.addresses[key] for key in address_keys if key in self.addresses}
 
