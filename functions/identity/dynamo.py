@@ -10,6 +10,9 @@ Tables (names ``timebank-<community>-<logical>``):
                         sparse index, dependants have no status — for the admin review queue).
                         ``by-phone-hash`` (sparse: residents whose keyed phone hash is known) finds
                         the same person after a move to another community of the district (通存通兑).
+                        ``by-phone`` (sparse, keys only: written once per resident, never on a
+                        status change) checks a roster import's phones against the residents
+                        already there and finds the imported record a registration takes over.
 - ``households``        household_id (derived from the normalised address) → address as first
                         registered, starting-credits mark.
 - ``household-relatives`` (household_id, relative_household_id): one side's declaration; index

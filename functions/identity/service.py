@@ -44,6 +44,7 @@ _STATUS_RETRIES = 3
 MAX_ENDPOINT_BYTES = 4 * 1024 * 1024
 MAX_ENDPOINT_ROWS = 4_000
 PHONE_CHUNK = 200
+MAX_PER_FLAT = 20
 
 
 class ReceiverNotVerified(BusinessRuleViolation):
@@ -524,6 +525,10 @@ class IdentityService:
                          progress: Callable[[str, int], None] | None = None) -> ImportResult:
         tick = progress or (lambda stage, n: None)
         import_id = roster_import_id(self.config.community_id, rows)
+        crowded = [RowErrors(row.row, {"room": f"同一房号最多导入 {MAX_PER_FLAT} 人"})
+                   for flat in household_keys(self.config.community_id, rows).values() for row in flat[MAX_PER_FLAT:]]
+        if crowded:  # a household's rows go in one transaction (DynamoDB: 100 items)
+            raise roster_invalid(crowded)
         problems = []
         # In chunks, so the progress bar moves while the phones are looked up.
         for start in range(0, len(rows), PHONE_CHUNK):

@@ -494,3 +494,14 @@ def test_registration_takes_over_the_imported_record_at_the_same_flat_only(servi
                                room="100室", birth_year=1960)
     assert claimed.status == "verified" and claimed.openid == "b" and claimed.import_id
     assert store.get_login("b").resident_id == claimed.id
+
+
+def test_import_refuses_more_residents_in_one_flat_than_one_transaction_holds(service, store):
+    from functions.identity.roster import ImportInvalid, RosterRow
+    from functions.identity.service import MAX_PER_FLAT
+
+    rows = [RosterRow(i + 2, "居民", f"139{i:08d}", "7", "1", "101", 1960) for i in range(MAX_PER_FLAT + 2)]
+    with pytest.raises(ImportInvalid) as error:
+        service.import_residents("admin", rows)
+    assert [r["row"] for r in error.value.details["rows"]] == [MAX_PER_FLAT + 2, MAX_PER_FLAT + 3]
+    assert store.members == {}
