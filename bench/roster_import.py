@@ -1,7 +1,7 @@
 """AWS calls of a roster import of 2,000 rows (2,000 households, one resident each: the most
 transactions per row) through ``POST /v1/admin/imports/residents`` — the real xlsx file over
 ``chalice.test.Client``, so the same code path as the endpoint (and the command line, which
-calls the same use case): a dry run, the import, and the same file again (finds everything).
+calls the same use case): a dry run and the import.
 
 Besides the counts, the facts the endpoint's limits are judged by: the file's bytes and their
 base64 size (what API Gateway hands Lambda, against its 6 MB), and an estimate of the time on
@@ -67,8 +67,9 @@ def run_roster_import(s: Scenario) -> dict[str, Any]:
         return response.json_body
 
     facts: dict[str, Any] = {"rows": ROWS, "file_bytes": len(body), "base64_bytes": len(base64.b64encode(body))}
-    for label, query in ((f"import {ROWS} rows: dry run", "?dry_run=true"), (f"import {ROWS} rows", ""),
-                         (f"import {ROWS} rows again (all there)", "")):
+    # The rerun of a whole file (every batch found, no transaction) is tested, not benched: on
+    # moto each index Query scans the table, minutes at this size.
+    for label, query in ((f"import {ROWS} rows: dry run", "?dry_run=true"), (f"import {ROWS} rows", "")):
         started = time.perf_counter()
         result = s.measure(label, lambda q=query: upload(q),
                            check=lambda r: None if r and r["imported"] == ROWS else f"imported {r}")
