@@ -182,3 +182,13 @@ def test_the_xlsx_bytes_arrive_intact_base64_encoded_as_the_gateway_sends_them(c
     event = converter.create_lambda_event("POST", PATH, {"content-type": XLSX}, body)
     assert event["isBase64Encoded"] is True and event["body"] != body
     assert upload(client, body).json_body["imported"] == 2
+
+
+def test_more_rows_than_the_endpoint_can_write_in_29_s_is_413_naming_the_command(client):
+    from functions.identity.service import MAX_ENDPOINT_ROWS
+
+    body = csv_bytes(roster(MAX_ENDPOINT_ROWS + 1))
+    before = db_snapshot()
+    error = assert_error(upload(client, body, "text/csv"), 413, "IMPORT_TOO_LARGE")
+    assert error["details"]["max_rows"] == MAX_ENDPOINT_ROWS and "make import-residents" in error["message"]
+    assert db_snapshot() == before
