@@ -17,6 +17,9 @@ def main(argv: list[str]) -> int:
 
     for name, value in community_file_environment(community).items():
         os.environ.setdefault(name, value)  # an explicit environment variable still wins
+    if os.environ.get("AWS_REGION"):
+        # boto3 reads AWS_DEFAULT_REGION (the Lambda runtime sets both): the secrets client too.
+        os.environ.setdefault("AWS_DEFAULT_REGION", os.environ["AWS_REGION"])
     from functions.identity.cli import main as cli_main  # after the environment: settings are read at import
 
     return cli_main(argv)
