@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 COMMUNITY ?= demo
 
-.PHONY: run test bench soak package deploy destroy ledger-check clean
+.PHONY: run test bench soak package deploy destroy ledger-check import-residents clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -44,6 +44,12 @@ destroy: $(STAMP)
 ## Check the ledger invariants against the configured endpoint (local moto or AWS).
 ledger-check: $(STAMP)
 	$(PY) -m functions.ledger.cli check
+
+## The roster import for district IT: make import-residents COMMUNITY=<id> FILE=<xlsx|csv> [DRY_RUN=1]
+## (against the configured endpoint: AWS_ENDPOINT_URL for make run's moto, the account otherwise)
+import-residents: $(STAMP)
+	@test -n "$(FILE)" || (echo "usage: make import-residents COMMUNITY=<id> FILE=<xlsx|csv> [DRY_RUN=1]" && false)
+	TIMEBANK_COMMUNITY=$(COMMUNITY) $(PY) -m local.import_residents import-residents "$(FILE)" $(if $(DRY_RUN),--dry-run,)
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache *.egg-info

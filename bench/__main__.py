@@ -70,6 +70,12 @@ def main() -> int:
     print("\nStatistics: one aggregated event from the stats queue and its redelivery; the admins' read of a "
           "30-day range (the store's two Queries, issuance's shards, the top volunteers' names)\n")
     print(operations_table(results.stats))
+    from bench.roster_import import ROWS, facts_text
+
+    print(f"\nRoster import of {ROWS:,} rows (2,000 households) through POST /v1/admin/imports/residents "
+          "(the xlsx itself; the command line runs the same use case)\n")
+    print(operations_table(results.roster))
+    print("\n" + facts_text(results.roster_facts))
     print("\n通存通兑: one cross-community transfer, DynamoDB calls and items on each of the three stacks "
           "(source community, hub, destination; counted by the table each call names)\n")
     print(district_figures())
@@ -86,7 +92,7 @@ def main() -> int:
     print(f"\nCold import time, fresh interpreter each run, {IMPORT_PAIRS} alternating pairs\n")
     print(import_table(measure_imports(runs=IMPORT_PAIRS), heaviest_imports()))
     failed = [r for r in [*results.operations, *results.lifecycle, *results.rewards, *results.activities,
-                                *results.admin, *results.stats]
+                                *results.admin, *results.stats, *results.roster]
               if r.outcome != "ok"]
     if failed:
         print(f"\n{len(failed)} operation(s) did not complete; their rows show what they cost "

@@ -170,6 +170,8 @@ class BenchResults:
     activity_facts: dict[str, Any] = field(default_factory=dict)
     admin: list[Measured] = field(default_factory=list)
     stats: list[Measured] = field(default_factory=list)
+    roster: list[Measured] = field(default_factory=list)
+    roster_facts: dict[str, Any] = field(default_factory=dict)
 
 
 def measure_operations(log_path: Path) -> BenchResults:
@@ -182,6 +184,7 @@ def measure_operations(log_path: Path) -> BenchResults:
     from bench.lifecycle import queue_drainer, run_lifecycle
     from bench.rewards import run_rewards
     from bench.stats import run_stats
+    from bench.roster_import import run_roster_import
     from functions.app import app
     from local.provision import provision_evidence_bucket, provision_queues, provision_tables
     from local.seed import seed_categories
@@ -211,5 +214,7 @@ def measure_operations(log_path: Path) -> BenchResults:
                 run_admin(admin)
                 stats = Scenario(client, counter, tokens=scenario.tokens, log=log)
                 run_stats(stats, app)
+                roster = Scenario(client, counter, tokens=scenario.tokens, log=log)
+                roster_facts = run_roster_import(roster)
     return BenchResults(scenario.results, lifecycle.results, rewards.results, activities.results, facts,
-                        admin.results, stats.results)
+                        admin.results, stats.results, roster.results, roster_facts)

@@ -24,6 +24,9 @@ from functions.system.routes import system_bp
 from functions.volunteers.routes import volunteers_bp
 
 app = Chalice(app_name="timebank", configure_logs=False)
+# The roster import's xlsx is a zip: a binary type, so API Gateway (and chalice.test) hand it
+# over base64-encoded and intact. text/csv stays text: the insured list is served as text/csv.
+app.api.binary_types.append("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
 web.use_authenticator(bootstrap.authenticate)
 web.use_audit_log(bootstrap.audit_log)
 app.register_middleware(observability.invocation, "all")

@@ -12,7 +12,7 @@ from datetime import datetime
 from fractions import Fraction
 from typing import Any, Iterable, Mapping
 
-from functions.core.errors import BusinessRuleViolation, Forbidden, InvalidState
+from functions.core.errors import BusinessRuleViolation, Conflict, Forbidden, InvalidState
 from functions.core.ids import derived_id
 
 # --- statuses and roles ---------------------------------------------------------------
@@ -199,6 +199,9 @@ class Resident:
     # 通存通兑: HMAC of the phone under the district-wide key, so another community can
     # recognise the same person after a move without the phone leaving either stack.
     phone_hash: str | None = None
+    # Imported from a roster (``import_id``); unclaimed until a login registers with its phone
+    # and address (``openid`` empty until then).
+    import_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -243,6 +246,12 @@ class Login:
 
 
 Member = Resident | Dependant
+
+
+class ImportedElsewhere(Conflict):
+    """A registration with the phone of an imported resident at another address."""
+    code = "PHONE_ADDRESS_MISMATCH"
+    default_message = "该手机号已由社区登记在另一地址，请核对楼栋、单元、房号，或联系社区工作人员"
 
 
 class NotRegistered(Forbidden):

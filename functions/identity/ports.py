@@ -30,6 +30,25 @@ class IdentityStore(Protocol):
     def find_by_phone_hash(self, phone_hash: str) -> list[Resident]:
         """Residents with this keyed phone hash (eventually consistent index read)."""
 
+    def residents_with_phone(self, phone: str) -> list[Resident]:
+        """Residents registered or imported with this phone (index, then consistent reads)."""
+
+    def residents_with_phones(self, phones: list[str]) -> dict[str, list[Resident]]:
+        """The same for many phones (phone → residents)."""
+
+    def households_at(self, address_keys: list[str]) -> dict[str, str]:
+        """address key → household id, for the keys a household is registered at."""
+
+    def get_households(self, household_ids: list[str]) -> dict[str, Household]: ...
+
+    def import_writes(self, residents: list[Resident], new_household: Household | None, address_key: str,
+                      grant_mark_at: datetime | None) -> list[Any]:
+        """One household's writes of a roster import (``add_to(transaction)``), each conditional
+        on the item being absent (or the grant mark unset), to commit with its starting credits."""
+
+    def claim_resident(self, resident: Resident, openid: str) -> bool:
+        """Link ``openid``'s login to an imported resident nobody claimed; False if claimed meanwhile."""
+
     def create_dependant(self, dependant: Dependant, limit: int) -> bool:
         """Store it unless the id exists (False: the caller compares content), counting it on the
         household in the same transaction: ``LimitExceeded`` when the household has ``limit``."""

@@ -22,17 +22,33 @@ from functions.core.observability import logger, openid_hash
 from functions.core.validation import field_error
 from functions.identity.model import (
     PENDING, REJECTED, ROLE_RESIDENT, ROLES, VERIFIED, ActingFor, Address, AgeRestricted, Dependant, Household,
-    InvalidProxy, Login, Member, NotRegistered, RelativeDeclaration, Resident, address_key, age_in, effective_roles,
+    ImportedElsewhere, InvalidProxy, Login, Member, NotRegistered, RelativeDeclaration, Resident, address_key, age_in, effective_roles,
     household_head, may_be_served_by_proxy, remote_household_key, reject_changes, rejected, reputation_change,
     role_in_household, split_household_key, verified, verify_changes,
 )
 from functions.identity.ports import IdentityStore, PhoneHasher, StartingLedger
 from functions.identity.views import declaration_view, dependant_view, household_view, member_summary
+from functions.identity.roster import (HouseholdPlan, ImportResult, RosterRow, RowErrors, household_keys,
+                                      import_batches, imported_household_id, imported_resident_id,
+                                      invalid as roster_invalid, roster_import_id)
 from functions.ledger.accounts import ISSUANCE, Account, household_account, resident_account
+from functions.ledger.model import Transfer
 
 MAX_DEPENDANTS_PER_HOUSEHOLD = 20
 MAX_RELATIVE_DECLARATIONS = 20
 _STATUS_RETRIES = 3
+# The endpoint's share of a roster import. Bytes: Lambda takes a 6 MB request, and API Gateway
+# hands a binary body over base64-encoded (4/3 larger), so 4 MiB of file (5.6 MB encoded) plus
+# the event's headers fit. Rows: API Gateway gives up at 29 s. Counted (``make bench``): 2,000
+# rows in 2,000 flats are 2,000 phone Queries (8 at a time), 20 BatchGetItem and 200
+# TransactWriteItems, ≈ 11.5 s at 5 ms a read and 50 ms a transaction; 3,000 one-resident flats
+# ≈ 17 s, leaving room for slower transactions. Larger rosters go through the command line
+# (``make import-residents``): same use case, no gateway. A timeout midway loses nothing: the
+# same file again completes it.
+MAX_ENDPOINT_BYTES = 4 * 1024 * 1024
+MAX_ENDPOINT_ROWS = 3_000
+PHONE_CHUNK = 200
+MAX_PER_FLAT = 20
 
 
 class ReceiverNotVerified(BusinessRuleViolation):
@@ -102,6 +118,9 @@ class IdentityService:
         if caller.resident_id is not None:
             raise AlreadyExists("您已登记过居民信息", {"resident_id": caller.resident_id})
         address = Address(building=building, unit=unit, room=room)
+        claimed = self._claim_imported(caller, phone, address)
+        if claimed is not None:
+            return claimed
         at = self._now()
         proposed = self._new_id("hh")  # used only if nobody registered this flat yet
         resident = Resident(
@@ -111,6 +130,23 @@ class IdentityService:
         household_id = self.store.create_resident(resident, Household(id=proposed, address=address, created_at=at),
                                                   address_key(self.config.community_id, address))
         return replace(resident, household_id=household_id)
+
+    def _claim_imported(self, caller: Caller, phone: str, address: Address) -> Resident | None:
+        """The first login registering with an imported resident's phone and address takes that
+        record over (verified, its household's credits already there); the same phone at another
+        address is refused — the address on record is not told."""
+        for found in self.store.residents_with_phone(phone):
+            if found.import_id is None or found.openid or found.status != VERIFIED:
+                continue
+            community = self.config.community_id
+            if address_key(community, found.address) != address_key(community, address):
+                raise ImportedElsewhere()
+            if not self.store.claim_resident(found, caller.openid):
+                raise Conflict("该居民记录刚被认领，请重新登录后查看")
+            logger.info("imported resident claimed", extra={"audit": True, "action": "resident.claim",
+                                                             "resident_id": found.id})
+            return replace(found, openid=caller.openid)
+        return None
 
     # --- households and dependants ----------------------------------------------------------
 
@@ -466,16 +502,107 @@ class IdentityService:
         raise Conflict("操作冲突，请重试")
 
     def _commit_verification(self, household_id: str, owed: bool, actor: str, writes: list[Any]) -> None:
+        self.ledger.execute(self._starting_credits(household_id, owed, actor), also=writes)
+
+    def _starting_credits(self, household_id: str, owed: bool, actor: str, *, unseen: bool = False) -> list[Transfer]:
+        """The starting-credits transfer a household is owed (none or one), to commit with the
+        writes that mark it granted. ``unseen``: a household this call creates (no transfer can
+        exist for it: no read)."""
         transfer_id = starting_credits_transfer_id(household_id)
         # A household granted before the mark joined the transfer's transaction (or whose
         # configured amount changed since) has the transfer already: the mark alone completes it.
-        if not owed or self.config.starting_credits <= 0 or self.ledger.get_transfer(transfer_id) is not None:
-            self.ledger.execute([], also=writes)
-            return
-        self.ledger.transfer(
-            transfer_id=transfer_id, debit=ISSUANCE, credit=household_account(household_id), asset="service",
-            amount=self.config.starting_credits, kind=STARTING_CREDITS_KIND, memo=STARTING_CREDITS_MEMO,
-            actor=actor, also=writes)
+        if not owed or self.config.starting_credits <= 0 or \
+                (not unseen and self.ledger.get_transfer(transfer_id) is not None):
+            return []
+        return [Transfer(transfer_id, ISSUANCE, household_account(household_id), "service",
+                         self.config.starting_credits, STARTING_CREDITS_KIND, STARTING_CREDITS_MEMO, actor)]
+
+    # --- roster import (staff's spreadsheet → verified residents) ---------------------------
+    #
+    # All or nothing for the rows: every row is checked (in the file, then the phones against
+    # the residents already stored) before anything is written. The writes cannot be one
+    # transaction (2,000 households are ~14,000 items; DynamoDB takes 100), so they go in
+    # batches of whole households, one transaction each, with ids derived from the import
+    # (the rows' content) and the row: a batch either committed entirely or not at all, and a
+    # rerun of the same file finds the committed batches (their conditional puts refuse) and
+    # writes only the rest. Never a duplicate resident, household or starting-credits transfer.
+
+    def import_residents(self, actor: str, rows: list[RosterRow], *, dry_run: bool = False,
+                         progress: Callable[[str, int], None] | None = None) -> ImportResult:
+        tick = progress or (lambda stage, n: None)
+        import_id = roster_import_id(self.config.community_id, rows)
+        crowded = [RowErrors(row.row, {"room": f"同一房号最多导入 {MAX_PER_FLAT} 人"})
+                   for flat in household_keys(self.config.community_id, rows).values() for row in flat[MAX_PER_FLAT:]]
+        if crowded:  # a household's rows go in one transaction (DynamoDB: 100 items)
+            raise roster_invalid(crowded)
+        problems = []
+        # In chunks, so the progress bar moves while the phones are looked up.
+        for start in range(0, len(rows), PHONE_CHUNK):
+            chunk = rows[start:start + PHONE_CHUNK]
+            found = self.store.residents_with_phones([row.phone for row in chunk])
+            for row in chunk:
+                mine = imported_resident_id(import_id, row.row)
+                if any(r.id != mine and r.status != REJECTED for r in found.get(row.phone, ())):
+                    problems.append(RowErrors(row.row, {"phone": "已有居民使用该手机号（已登记或已导入）"}))
+            tick("check", len(chunk))
+        if problems:
+            raise roster_invalid(problems)
+        plans = self._import_plan(import_id, rows)
+        result = ImportResult(import_id, len(rows), len(plans), sum(p.new for p in plans), dry_run,
+                              len(import_batches(plans)))
+        if dry_run:
+            return result
+        now = self._now()
+        for batch in import_batches(plans):
+            # A batch whose new households are all at their addresses committed in an earlier
+            # run (a batch is one transaction): nothing to send.
+            if not all(p.new and p.written for p in batch):
+                self._import_batch(actor, import_id, batch, now)
+            tick("write", sum(len(p.rows) for p in batch))
+        logger.info("roster imported", extra={"import_id": import_id, "residents": result.imported,
+                                               "households": result.households, "batches": result.batches})
+        return result
+
+    def _import_plan(self, import_id: str, rows: list[RosterRow]) -> list[HouseholdPlan]:
+        groups = household_keys(self.config.community_id, rows)
+        at_address = self.store.households_at(list(groups))
+        ours = {key: imported_household_id(import_id, key) for key in groups}
+        joined = [hid for key, hid in at_address.items() if hid != ours[key]]
+        existing = self.store.get_households(joined) if joined else {}
+        plans = []
+        for key, members in groups.items():
+            found = at_address.get(key)
+            if found is None or found == ours[key]:
+                plans.append(HouseholdPlan(key, ours[key], True, True, tuple(members), written=found is not None))
+            else:
+                household = existing.get(found)
+                owed = household is not None and household.credits_granted_at is None
+                plans.append(HouseholdPlan(key, found, False, owed, tuple(members)))
+        return plans
+
+    def _import_batch(self, actor: str, import_id: str, batch: list[HouseholdPlan], now: datetime) -> None:
+        commands: list[Transfer] = []
+        writes: list[Any] = []
+        for plan in batch:
+            residents = [Resident(
+                id=imported_resident_id(import_id, row.row), openid="", household_id=plan.household_id,
+                name=row.name, phone=row.phone, address=row.address, birth_year=row.birth_year, status=VERIFIED,
+                roles=frozenset({ROLE_RESIDENT}), created_at=now, reviewed_at=now, reviewed_by=actor,
+                phone_hash=self._phone_hash(row.phone), import_id=import_id) for row in plan.rows]
+            household = Household(plan.household_id, plan.rows[0].address, now, credits_granted_at=now) \
+                if plan.new else None
+            writes += self.store.import_writes(residents, household, plan.address_key,
+                                               now if plan.owed and not plan.new else None)
+            commands += self._starting_credits(plan.household_id, plan.owed, actor, unseen=plan.new)
+        try:
+            self.ledger.execute(commands, also=writes)
+        except InvalidState:
+            # A put refused: this batch committed in an earlier (interrupted) run, or someone
+            # registered at one of its flats meanwhile. Only the first is fine to skip.
+            first = batch[0]
+            if self.store.get_member(first.household_id, imported_resident_id(import_id, first.rows[0].row)) is None:
+                raise Conflict("导入期间名单中的住户有变动，请重新运行导入（已导入的部分不会重复）",
+                               {"rows": [r.row for p in batch for r in p.rows]}) from None
 
     def reject(self, actor: str, resident_id: str, reason: str) -> Resident:
         resident = self.resident(resident_id)

@@ -10,7 +10,7 @@ FUNCTIONS = ROOT / "functions"
 ROOMS = {"__init__.py", "routes.py", "service.py", "model.py", "ports.py", "dynamo.py", "views.py", "openapi.json"}
 # Rooms named for what they do, beside the common ones (LAYOUT.md).
 EXTRAS = {
-    "identity": {"auth.py", "tokens.py", "wechat.py"},
+    "identity": {"auth.py", "tokens.py", "wechat.py", "roster.py", "cli.py"},
     "ledger": {"accounts.py", "reconciliation.py", "cli.py"},
     "requests": set(),
     "volunteers": {"matching.py"},

@@ -72,6 +72,47 @@ class InMemoryIdentityStore:
     def find_by_phone_hash(self, phone_hash: str) -> list[Resident]:
         return [m for m in self.members.values() if isinstance(m, Resident) and m.phone_hash == phone_hash]
 
+    def residents_with_phone(self, phone: str) -> list[Resident]:
+        return [m for m in self.members.values() if isinstance(m, Resident) and m.phone == phone]
+
+    def residents_with_phones(self, phones: list[str]) -> dict[str, list[Resident]]:
+        return {phone: self.residents_with_phone(phone) for phone in phones}
+
+    def households_at(self, address_keys: list[str]) -> dict[str, str]:
+        return {key: self.addresses[key] for key in address_keys if key in self.addresses}
+
+    def get_households(self, household_ids: list[str]) -> dict[str, Household]:
+        return {hid: self.households[hid] for hid in household_ids if hid in self.households}
+
+    def import_writes(self, residents: list[Resident], new_household: Household | None, address_key: str,
+                      grant_mark_at: datetime | None) -> list[Any]:
+        writes: list[Any] = [_Write(lambda r=r: (r.household_id, r.id) not in self.members,
+                                    lambda r=r: self.members.__setitem__((r.household_id, r.id), r))
+                             for r in residents]
+        if new_household is not None:
+            writes.append(_Write(lambda: new_household.id not in self.households and address_key not in self.addresses,
+                                 lambda: (self.households.__setitem__(new_household.id, new_household),
+                                          self.addresses.__setitem__(address_key, new_household.id))))
+        elif grant_mark_at is not None:
+            household_id = residents[0].household_id
+            writes.append(_Write(
+                lambda: household_id in self.households and self.households[household_id].credits_granted_at is None,
+                lambda: self.households.__setitem__(household_id, replace(self.households[household_id],
+                                                                          credits_granted_at=grant_mark_at))))
+        return writes
+
+    def claim_resident(self, resident: Resident, openid: str) -> bool:
+        login = self.logins.get(openid) or Login(openid=openid)
+        if login.resident_id is not None:
+            raise AlreadyExists("您已登记过居民信息", {"resident_id": login.resident_id})
+        stored = self.get_resident(resident.household_id, resident.id)
+        if stored is None or stored.openid:
+            return False
+        self.members[(resident.household_id, resident.id)] = replace(stored, openid=openid)
+        self.logins[openid] = replace(login, resident_id=resident.id, household_id=resident.household_id,
+                                      status=stored.status, roles=login.roles | stored.roles | {ROLE_RESIDENT})
+        return True
+
     def list_members(self, household_id: str) -> list[Member]:
         return [m for (hid, _), m in sorted(self.members.items()) if hid == household_id]
 
@@ -96,7 +137,8 @@ class InMemoryIdentityStore:
 
     def set_roles(self, resident: Resident, roles: frozenset[str]) -> None:
         self.members[(resident.household_id, resident.id)] = replace(resident, roles=roles)
-        self.logins[resident.openid] = replace(self.logins[resident.openid], roles=roles)
+        if resident.openid:
+            self.logins[resident.openid] = replace(self.logins[resident.openid], roles=roles)
 
     def list_residents_by_status(self, status: str, limit: int,
                                  cursor: dict[str, Any] | None) -> tuple[list[Resident], dict[str, Any] | None]:

@@ -43,6 +43,20 @@ class RecordingLedger:
         self.transfers.add(transfer_id)
 
     def execute(self, commands, also=()):
+        if commands:  # the starting-credits transfers, with their writes, as one transaction
+            self.calls += 1
+            if self.fail_times:
+                self.fail_times -= 1
+                raise ConnectionError("ledger unreachable")
+            for command in commands:
+                assert command.debit == "issuance" and command.kind == "starting_credits"
+                if command.credit.split(":", 1)[1] in self.granted:
+                    raise InvalidState("transfer exists")
+            self.execute([], also)
+            for command in commands:
+                self.granted[command.credit.split(":", 1)[1]] = command.amount
+                self.transfers.add(command.id)
+            return
         if not all(write.holds_in_memory() for write in also):
             raise InvalidState("a linked write's condition failed")
         for write in also:
@@ -436,3 +450,58 @@ def test_directory_knows_household_members_but_not_rejected_claimants(service):
     assert not directory.has_member(alice.household_id, elsewhere.resident_id)
     assert not directory.has_member(alice.household_id, "dep_unknown")
     assert not directory.has_member(None, grandma.id)
+
+
+# --- roster import -------------------------------------------------------------------------------
+
+
+def _roster(*phones, building="7"):
+    from functions.identity.roster import RosterRow
+
+    return [RosterRow(i + 2, f"居民{i}", phone, building, "1", str(100 + i // 2), 1960) for i, phone in enumerate(phones)]
+
+
+def test_import_checks_phones_against_residents_first_and_writes_nothing_when_one_is_taken(service, store, ledger):
+    from functions.identity.roster import ImportInvalid
+
+    service.register(Caller(openid="x"), name="X", phone="13900000009", building="1", unit="1", room="1",
+                     birth_year=1980)
+    before = dict(store.members)
+    with pytest.raises(ImportInvalid) as error:
+        service.import_residents("admin", _roster("13900000001", "13900000009"))
+    assert error.value.details["rows"] == [{"row": 3, "errors": {"phone": "已有居民使用该手机号（已登记或已导入）"}}]
+    assert store.members == before and ledger.granted == {}
+
+
+def test_import_groups_by_flat_and_grants_each_new_household_once(service, store, ledger):
+    result = service.import_residents("admin", _roster("13900000001", "13900000002", "13900000003"))
+    assert (result.imported, result.households, result.new_households) == (3, 2, 2)
+    assert sorted(ledger.granted.values()) == [300, 300]
+    imported = [m for m in store.members.values() if m.import_id]
+    assert len(imported) == 3 and all(m.status == "verified" and m.openid == "" for m in imported)
+    again = service.import_residents("admin", _roster("13900000001", "13900000002", "13900000003"))
+    assert again.imported == 3 and len([m for m in store.members.values() if m.import_id]) == 3
+
+
+def test_registration_takes_over_the_imported_record_at_the_same_flat_only(service, store):
+    from functions.identity.model import ImportedElsewhere
+
+    service.import_residents("admin", _roster("13900000001"))
+    with pytest.raises(ImportedElsewhere):
+        service.register(Caller(openid="a"), name="A", phone="13900000001", building="8", unit="1", room="100",
+                         birth_year=1960)
+    claimed = service.register(Caller(openid="b"), name="A", phone="13900000001", building="7号楼", unit="1",
+                               room="100室", birth_year=1960)
+    assert claimed.status == "verified" and claimed.openid == "b" and claimed.import_id
+    assert store.get_login("b").resident_id == claimed.id
+
+
+def test_import_refuses_more_residents_in_one_flat_than_one_transaction_holds(service, store):
+    from functions.identity.roster import ImportInvalid, RosterRow
+    from functions.identity.service import MAX_PER_FLAT
+
+    rows = [RosterRow(i + 2, "居民", f"139{i:08d}", "7", "1", "101", 1960) for i in range(MAX_PER_FLAT + 2)]
+    with pytest.raises(ImportInvalid) as error:
+        service.import_residents("admin", rows)
+    assert [r["row"] for r in error.value.details["rows"]] == [MAX_PER_FLAT + 2, MAX_PER_FLAT + 3]
+    assert store.members == {}
