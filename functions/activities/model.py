@@ -251,10 +251,11 @@ def _iso(value: datetime) -> str:
 
 
 def signed_up_event(activity: Activity, participant: Participant) -> DomainEvent:
-    """Insurance writes a record for it when the activity requires insurance (ids and times only)."""
+    """Insurance writes a record for it when the activity requires insurance; statistics count the
+    participant active (ids and times only)."""
     return new_event(SIGNED_UP_EVENT, activity.id, participant.signed_up_at, {
-        "resident_id": participant.resident_id, "seq": participant.seq, "subject": participant.subject,
-        "start_at": _iso(activity.start_at), "end_at": _iso(activity.end_at),
+        "resident_id": participant.resident_id, "household_id": participant.household_id, "seq": participant.seq,
+        "subject": participant.subject, "start_at": _iso(activity.start_at), "end_at": _iso(activity.end_at),
         "requires_insurance": activity.requires_insurance, "title": activity.title},
         discriminator=participant.subject)
 

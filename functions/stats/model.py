@@ -9,7 +9,7 @@ Days are the community's calendar days (Asia/Shanghai). Per (day, category): pos
 completed (settled), cancelled (cancelled or expired), minutes credited, and the exact minutes
 from posting to acceptance of each acceptance (p50/p90 are nearest-rank over a range's values:
 exact, never re-reading an order). Per day: the residents and households active that day (posted,
-accepted or settled) and the minutes each volunteer was credited. Per (month, building): the
+accepted or settled a service, or signed up for a community activity) and the minutes each volunteer was credited. Per (month, building): the
 residents active there and the services and minutes credited to them (open data, k ≥ 5).
 """
 from __future__ import annotations
@@ -27,13 +27,14 @@ from functions.core.errors import InvalidState
 from functions.core.events import DomainEvent
 from functions.core.validation import Day, Month, field_error
 
+from functions.activities.model import SIGNED_UP_EVENT as SIGNED_UP
 from functions.requests.model import ACCEPTED_EVENT as ACCEPTED
 from functions.requests.model import CANCELLED_EVENT as CANCELLED
 from functions.requests.model import POSTED_EVENT as POSTED
 from functions.requests.model import RELEASED_EVENT as RELEASED
 from functions.requests.model import SETTLED_EVENT as SETTLED
 
-EVENT_TYPES = (POSTED, ACCEPTED, SETTLED, CANCELLED, RELEASED)
+EVENT_TYPES = (POSTED, ACCEPTED, SETTLED, CANCELLED, RELEASED, SIGNED_UP)
 COUNTERS = ("posted", "accepted", "completed", "cancelled", "minutes_credited")
 
 MAX_RANGE_DAYS = 92          # a quarter: the longest range one read covers
@@ -79,10 +80,6 @@ class Contribution:
     @property
     def week(self) -> str:
         return week_of(self.day)
-
-    @property
-    def empty(self) -> bool:
-        return not (self.counts or self.residents or self.households or self.credit or self.need_text)
 
 
 def _str(data: Mapping[str, Any], key: str) -> str | None:
@@ -140,12 +137,14 @@ def contribution(event: DomainEvent, building_of: Mapping[str, str]) -> Contribu
                                      (_str(data, "requester_id"), _str(data, "household_id"))))
     if event.type == CANCELLED:
         return Contribution(event.id, day, category, {"cancelled": 1})
+    if event.type == SIGNED_UP:   # a community activity: its participant is active that day
+        return Contribution(event.id, day, **people((_str(data, "resident_id"), _str(data, "household_id"))))
     return Contribution(event.id, day)  # released: the acceptance already counted; nothing more
 
 
 def households_of(event: DomainEvent) -> list[str]:
     """The households whose building ``contribution`` needs."""
-    if event.type not in (POSTED, ACCEPTED, SETTLED):
+    if event.type not in (POSTED, ACCEPTED, SETTLED, SIGNED_UP):
         return []
     keys = ("household_id", "volunteer_household_id")
     return sorted({v for k in keys if (v := _str(event.data, k))})

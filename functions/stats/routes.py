@@ -17,7 +17,7 @@ from functions.core.web import Auth, RequestContext, route
 from functions.stats.model import EVENT_TYPES, StatsDay, StatsMonth
 from functions.stats.views import suggestion_view
 
-STATS_QUEUE = register_queue(QueueSpec("stats", purpose="the request lifecycle's events → statistics",
+STATS_QUEUE = register_queue(QueueSpec("stats", purpose="the request lifecycle's events and activity sign-ups → statistics",
                                        events=EVENT_TYPES))
 
 stats_bp = Blueprint(__name__)

@@ -415,3 +415,17 @@ def test_frequent_needs_become_suggestions_an_admin_accepts_once(world):
     items = client.http.get("/v1/admin/suggestions", headers=admin).json_body["items"]
     assert [(i["id"], i["status"]) for i in items] == [(suggestion_id, "accepted")]
 
+
+
+def test_an_activity_sign_up_counts_its_participant_active(world):
+    from tests.activity_support import START, publish, sign_up
+
+    client, app, times = world["client"], world["app"], world["times"]
+    times["now"] = START - timedelta(days=2)
+    headers, resident = verified_resident(client, "stats-joiner", building="6", room="601")
+    activity = publish(client, start_at=START.isoformat(), end_at=(START + timedelta(hours=2)).isoformat())
+    assert sign_up(client, headers, activity["id"]).status_code == 201
+    assert drain(app, "stats") == 1
+    day = day_of(times["now"])
+    got = client.http.get(f"{STATS}?from={day}&to={day}", headers=admin_headers(client)).json_body
+    assert (got["by_day"], got["active_residents"], got["active_households"]) == ([], 1, 1)

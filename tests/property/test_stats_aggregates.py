@@ -14,7 +14,8 @@ from tests.fakes.stats import InMemoryStatsStore
 from tests.unit.test_stats_model import _Catalog, _Ledger, _Names, _Places
 
 START = datetime(2026, 12, 1, 0, 0, tzinfo=CHINA_TZ)
-TYPES = ("request.posted", "request.accepted", "request.settled", "request.cancelled", "request.released")
+TYPES = ("request.posted", "request.accepted", "request.settled", "request.cancelled", "request.released",
+         "activity.signed_up")
 
 
 @st.composite
@@ -27,6 +28,7 @@ def events(draw):
         resident, volunteer = draw(st.sampled_from(["r1", "r2", "r3"])), draw(st.sampled_from(["v1", "v2"]))
         data = {"category": draw(st.sampled_from(["tutoring", "parcel", "volunteer"])),
                 "household_id": draw(st.sampled_from(["hh1", "hh2", "hh3"])), "requester_id": resident,
+                "resident_id": resident,
                 "volunteer_id": volunteer, "volunteer_household_id": "hh9",
                 "posted_at": (at - timedelta(minutes=draw(st.integers(0, 600)))).isoformat(),
                 "credits_paid": draw(st.integers(0, 240))}

@@ -129,7 +129,7 @@ def test_an_event_is_applied_once():
 def test_unknown_event_types_are_poison():
     service, _ = _service()
     with pytest.raises(PoisonMessage):
-        service.record(new_event("activity.signed_up", "act_1", AT, {}))
+        service.record(new_event("exchange.requested", "exc_1", AT, {}))
 
 
 def test_suggestions_come_from_frequent_need_texts_and_are_accepted_once():
@@ -157,3 +157,13 @@ def test_texts_older_than_the_window_are_not_counted():
         service.record(new_event("request.posted", f"req_{n}", AT, {
             "category": "volunteer", "household_id": "hh1", "requester_id": "r1", "text": "帮忙修自行车"}))
     assert service.find_suggestions() == []
+
+
+def test_an_activity_sign_up_makes_its_participant_active_without_a_service_figure():
+    service, _ = _service()
+    service.record(new_event("activity.signed_up", "act_1", AT, {"resident_id": "r9", "household_id": "hh2",
+                                                                  "seq": 1, "subject": "r9#1"}))
+    figures = service.range_stats(date(2026, 12, 1), date(2026, 12, 1))
+    assert figures["by_day"] == []
+    assert (figures["active_residents"], figures["active_households"]) == (1, 1)
+    assert service.store.buildings("2026-12")[0].building == "2"
