@@ -89,14 +89,26 @@ def world(client, app, monkeypatch):
     from functions.ledger.accounts import ISSUANCE
 
     bootstrap.ledger().transfer("grant-sweep-shop", ISSUANCE, merchant["account_id"], "service", 30, kind="grant")
+    # a need that is not a credit item, posted often: the weekly run suggests it to the admins
+    for n in range(3):
+        body = {"category": "volunteer", "title": "帮忙修自行车", "description": "", "duration_minutes": 15,
+                "start_at": (clock.now() + timedelta(hours=4 + n)).isoformat()}
+        response = client.http.post("/v1/requests", body=as_json(body), headers=json_headers(ann_h, f"sweep-s{n}"))
+        assert response.status_code == 201, response.body
+    drain(app, "stats")
+    from local.lambda_events import scheduled_event
+
+    app.handler_map["stats-suggestions"](scheduled_event("timebank-test-stats-suggestions", "cn-north-1"), None)
+    suggestions = client.http.get("/v1/admin/suggestions", headers=admin).json_body["items"]
     settlement = bootstrap.request_store().get(settled).settlement_transfer_id
     return {"client": client, "times": times, "ann": ann, "ben": ben, "pending": [pending_a, pending_b],
             "flag": flags[0]["id"] if flags else None, "disputed": disputed, "settled": settled,
             "payout": f"{settlement}.pay", "activity": activity["id"], "skills": [s["id"] for s in skills],
-            "merchant": merchant["id"]}
+            "merchant": merchant["id"], "suggestion": suggestions[0]["id"]}
 
 
-Call = tuple[str, Any, dict[str, str]]   # path, JSON body (None: no body), extra headers
+Call = tuple[str, Any, dict[str, str]]   # path, JSON body (None: no body; bytes: sent as is), extra headers
+ROSTER = "姓名,手机,楼栋,单元,房号,出生年份\r\n审计导入,13311112299,98,1,101,1960\r\n".encode()
 
 RECIPES: dict[tuple[str, str], Callable[[dict[str, Any]], Call]] = {
     ("GET", "/v1/admin/residents"): lambda w: ("/v1/admin/residents?status=pending", None, {}),
@@ -140,6 +152,10 @@ RECIPES: dict[tuple[str, str], Callable[[dict[str, Any]], Call]] = {
         lambda w: (f"/v1/admin/transfers/{w['payout']}/reverse", {"reason": "误操作"}, {}),
     ("GET", "/v1/admin/exports/volunteer-records"):
         lambda w: ("/v1/admin/exports/volunteer-records?from=2026-11-01&to=2026-12-31&format=csv", None, {}),
+    ("POST", "/v1/admin/imports/residents"):
+        lambda w: ("/v1/admin/imports/residents", ROSTER, {"Content-Type": "text/csv"}),
+    ("POST", "/v1/admin/suggestions/{suggestion_id}/accept"):
+        lambda w: (f"/v1/admin/suggestions/{w['suggestion']}/accept", None, {}),
 }
 
 
@@ -177,7 +193,7 @@ def sweep(world: dict[str, Any], operations: list[tuple[str, str, dict[str, Any]
         url, body, extra = call
         before = entries_by(SWEEPER)
         response = getattr(client.http, method.lower())(
-            url, headers={**sweeper, **extra}, body=as_json(body) if body is not None else None)
+            url, headers={**sweeper, **extra}, body=body if body is None or isinstance(body, bytes) else as_json(body))
         if response.status_code >= 400:
             problems.append(f"{method} {path}: the call itself failed ({response.status_code} {response.body[:200]!r})")
             continue
