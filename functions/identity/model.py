@@ -12,7 +12,7 @@ from datetime import datetime
 from fractions import Fraction
 from typing import Any, Iterable, Mapping
 
-from functions.core.errors import BusinessRuleViolation, Conflict, Forbidden, InvalidState
+from functions.core.errors import BusinessRuleViolation, Conflict, Forbidden, InvalidState, TimebankError
 from functions.core.ids import derived_id
 
 # --- statuses and roles ---------------------------------------------------------------
@@ -252,6 +252,30 @@ class ImportedElsewhere(Conflict):
     """A registration with the phone of an imported resident at another address."""
     code = "PHONE_ADDRESS_MISMATCH"
     default_message = "该手机号已由社区登记在另一地址，请核对楼栋、单元、房号，或联系社区工作人员"
+
+
+# --- roster import (the rules: ``roster.py``, imported only by an import) ----------------------
+
+CSV = "text/csv"
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+CONTENT_TYPES = (CSV, XLSX)
+
+
+class ImportInvalid(BusinessRuleViolation):
+    code = "IMPORT_INVALID"
+    default_message = "名单有误，未导入任何居民；请按逐行报告修改后重新上传"
+
+
+class ImportEmpty(BusinessRuleViolation):
+    code = "IMPORT_EMPTY"
+    default_message = "文件中没有居民数据（第 1 行为表头，从第 2 行起每行一位居民）"
+
+
+class ImportTooLarge(TimebankError):
+    status = 413
+    code = "IMPORT_TOO_LARGE"
+    default_message = "文件过大，无法通过接口导入；请由区里信息化人员用命令行导入：" \
+                      "make import-residents COMMUNITY=<社区> FILE=<文件>"
 
 
 class NotRegistered(Forbidden):

@@ -16,13 +16,12 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from functions.core.errors import BusinessRuleViolation, TimebankError
 from functions.core.ids import content_hash, derived_id
-from functions.identity.model import MIN_BIRTH_YEAR, PHONE_PATTERN, Address, address_key
+from functions.identity.model import (  # noqa: F401 - the content types and refusals are the import's
+    CONTENT_TYPES, CSV, MIN_BIRTH_YEAR, PHONE_PATTERN, XLSX, Address, ImportEmpty, ImportInvalid, ImportTooLarge,
+    address_key,
+)
 
-CSV = "text/csv"
-XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-CONTENT_TYPES = (CSV, XLSX)
 
 FIELDS = ("name", "phone", "building", "unit", "room", "birth_year")
 LABELS = {"name": "姓名", "phone": "手机", "building": "楼栋", "unit": "单元", "room": "房号", "birth_year": "出生年份"}
@@ -45,23 +44,6 @@ def _header_key(text: str) -> str:
 
 
 HEADERS = {_header_key(alias): field for field, aliases in _HEADER_NAMES.items() for alias in aliases}
-
-
-class ImportInvalid(BusinessRuleViolation):
-    code = "IMPORT_INVALID"
-    default_message = "名单有误，未导入任何居民；请按逐行报告修改后重新上传"
-
-
-class ImportEmpty(BusinessRuleViolation):
-    code = "IMPORT_EMPTY"
-    default_message = "文件中没有居民数据（第 1 行为表头，从第 2 行起每行一位居民）"
-
-
-class ImportTooLarge(TimebankError):
-    status = 413
-    code = "IMPORT_TOO_LARGE"
-    default_message = "文件过大，无法通过接口导入；请由区里信息化人员用命令行导入：" \
-                      "make import-residents COMMUNITY=<社区> FILE=<文件>"
 
 
 @dataclass(frozen=True)

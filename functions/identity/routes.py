@@ -23,8 +23,8 @@ from functions.core.observability import actor_ref, logger
 from functions.core.validation import Bool, Id, Int, ListOf, Schema, Str
 from functions.core.web import Auth, RequestContext, json_response, page_body, route
 from functions.identity.model import (MIN_BIRTH_YEAR, PENDING, PHONE_PATTERN, PROXY, RELATIONS, REPUTATION_EVENTS,
-                                     ROLES, STATUSES, ImportedElsewhere, InvalidProxy, Resident)
-from functions.identity.roster import CONTENT_TYPES, ImportEmpty, ImportInvalid, ImportTooLarge
+                                     ROLES, STATUSES, CONTENT_TYPES, ImportedElsewhere, ImportEmpty, ImportInvalid,
+                                     ImportTooLarge, InvalidProxy, Resident)
 from functions.identity.views import declaration_view, dependant_view, member_summary, resident_view
 from functions.identity.wechat import InvalidLoginCode, LoginBlocked, LoginRateLimited
 
@@ -278,7 +278,7 @@ def import_residents(ctx: RequestContext) -> dict[str, Any]:
     ``IMPORT_INVALID`` lists each bad row (``details.rows``, header = row 1). Files over the
     endpoint's limits (Lambda's 6 MB payload, API Gateway's 29 s) are 413 ``IMPORT_TOO_LARGE``:
     district IT imports those with ``make import-residents`` (same use case, no limits)."""
-    from functions.identity.roster import kind_of, parse_roster
+    from functions.identity.roster import kind_of, parse_roster  # lazily: not on the cold start
     from functions.identity.service import MAX_ENDPOINT_BYTES, MAX_ENDPOINT_ROWS
 
     kind = kind_of(ctx.headers.get("content-type"))

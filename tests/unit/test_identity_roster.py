@@ -82,3 +82,17 @@ def test_gbk_and_bom_are_read():
 
 def test_content_types():
     assert kind_of("text/csv; charset=utf-8") == CSV and kind_of(XLSX) == XLSX and kind_of("text/plain") is None
+
+
+def test_the_app_imports_neither_openpyxl_nor_the_roster_rules_at_cold_start():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys, functions.app; print(sorted(m for m in ('openpyxl', 'tqdm', 'functions.identity.roster') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         cwd=Path(__file__).resolve().parents[2], env={"PYTHONPATH": ".", "TIMEBANK_STAGE": "test",
+                                                                       "PATH": "/usr/bin:/bin"})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
