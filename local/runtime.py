@@ -256,7 +256,7 @@ class LocalRuntime:
     def _seed(self, admin_openids: tuple[str, ...]) -> None:
         from functions.core.settings import get_settings
         from local.seed import (ApiError, demo_residents_of, seed_categories, seed_demo_activity, seed_demo_merchant,
-                                seed_demo_points, seed_demo_residents)
+                                seed_demo_points, seed_demo_residents, seed_pending_resident)
 
         log.info("seed: %s", seed_categories())
         if not admin_openids:
@@ -272,6 +272,7 @@ class LocalRuntime:
             log.info("seed: %s", seed_demo_residents(self.api_url, admin_openids[0],
                                                      demo_residents_of(get_settings().community_id)))
             log.info("seed: %s", seed_demo_points(self.api_url, demo_residents_of(get_settings().community_id)[0]))
+            log.info("seed: %s", seed_pending_resident(self.api_url))
         except ApiError as exc:
             log.warning("seed: demo residents skipped (%s)", exc)
         try:

@@ -109,6 +109,24 @@ def seed_demo_residents(base_url: str, admin_openid: str,
     return "demo residents: " + ", ".join(states)
 
 
+# The staff dashboard's verification queue (/admin/) needs someone waiting in it: registered,
+# never verified by the seed (an admin verifying them in the dashboard is the demo).
+DEMO_PENDING_RESIDENT = DemoResident("demo-resident-pending", "演示居民丙", "13800000003", "5", "2", "502", 1978)
+
+
+def seed_pending_resident(base_url: str, person: DemoResident = DEMO_PENDING_RESIDENT) -> str:
+    """Registers ``person`` through the API and leaves them as they are (pending, unless an
+    admin already decided)."""
+    session = login(base_url, person.openid)
+    resident = session.get("resident")
+    if resident is None:
+        resident = call_api(base_url, "POST", "/v1/residents", {
+            "name": person.name, "phone": person.phone, "building": person.building,
+            "unit": person.unit, "room": person.room, "birth_year": person.birth_year,
+        }, token=session["token"])
+    return f"pending resident: {person.openid}={resident['status']}"
+
+
 # The demo merchant of API.md: its owner logs in with ``dev-merchant-demo``.
 DEMO_MERCHANT = {"name": "示范便民超市", "kind": "supermarket", "owner_openid": "merchant-demo"}
 DEMO_ITEMS = (

@@ -277,7 +277,7 @@
       xAxis: { type: "category", data: days.map(function (d) { return d.slice(5); }) },
       yAxis: { type: "value", minInterval: 1 },
       series: SERIES.map(function (s) {
-        return { id: s[0], name: s[1], type: "line", smooth: true, data: daily[s[0]] };
+        return { id: s[0], name: s[1], type: "line", showSymbol: false, data: daily[s[0]] };
       })
     }, true);
 
@@ -295,7 +295,7 @@
 
     chart("chart-accept").setOption({
       tooltip: { trigger: "axis", axisPointer: { type: "shadow" } },
-      grid: { left: 48, right: 12, top: 12, bottom: 28 },
+      grid: { left: 48, right: 12, top: 24, bottom: 28 },
       xAxis: { type: "category", data: ["P50", "P90"] },
       yAxis: { type: "value" },
       series: [{ id: "accept_minutes", name: "接单用时", type: "bar", barMaxWidth: 56,
@@ -308,7 +308,7 @@
     var assets = Object.keys(outstanding).sort();
     chart("chart-ledger").setOption({
       tooltip: { trigger: "axis", axisPointer: { type: "shadow" } },
-      grid: { left: 56, right: 12, top: 12, bottom: 28 },
+      grid: { left: 56, right: 12, top: 24, bottom: 28 },
       xAxis: { type: "category", data: assets.map(assetName) },
       yAxis: { type: "value" },
       series: [{ id: "outstanding", name: "未兑付", type: "bar", barMaxWidth: 56,
