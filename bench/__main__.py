@@ -65,6 +65,9 @@ def main() -> int:
     if facts:
         print(f"\nthe close sent {facts['close_transactions']} TransactWriteItems; the largest had "
               f"{facts['largest_transaction']} items (DynamoDB's limit: 100; 20 participants per batch by design)")
+    print("\nStatistics: one aggregated event from the stats queue and its redelivery; the admins' read of a "
+          "30-day range (the store's two Queries, issuance's shards, the top volunteers' names)\n")
+    print(operations_table(results.stats))
     print("\n通存通兑: one cross-community transfer, DynamoDB calls and items on each of the three stacks "
           "(source community, hub, destination; counted by the table each call names)\n")
     print(district_figures())
@@ -80,7 +83,8 @@ def main() -> int:
           "Goal at the default settings: median ≤ 200 ms, p95 ≤ 1 s.")
     print(f"\nCold import time, fresh interpreter each run, {IMPORT_PAIRS} alternating pairs\n")
     print(import_table(measure_imports(runs=IMPORT_PAIRS), heaviest_imports()))
-    failed = [r for r in [*results.operations, *results.lifecycle, *results.rewards, *results.activities]
+    failed = [r for r in [*results.operations, *results.lifecycle, *results.rewards, *results.activities,
+                          *results.stats]
               if r.outcome != "ok"]
     if failed:
         print(f"\n{len(failed)} operation(s) did not complete; their rows show what they cost "

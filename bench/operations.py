@@ -168,6 +168,7 @@ class BenchResults:
     rewards: list[Measured]
     activities: list[Measured] = field(default_factory=list)
     activity_facts: dict[str, Any] = field(default_factory=dict)
+    stats: list[Measured] = field(default_factory=list)
 
 
 def measure_operations(log_path: Path) -> BenchResults:
@@ -178,6 +179,7 @@ def measure_operations(log_path: Path) -> BenchResults:
     from bench.activities import run_activities
     from bench.lifecycle import queue_drainer, run_lifecycle
     from bench.rewards import run_rewards
+    from bench.stats import run_stats
     from functions.app import app
     from local.provision import provision_evidence_bucket, provision_queues, provision_tables
     from local.seed import seed_categories
@@ -203,4 +205,7 @@ def measure_operations(log_path: Path) -> BenchResults:
                 run_rewards(rewards, drainers["zyh-exchanges"])
                 activities = Scenario(client, counter, tokens=scenario.tokens, log=log)
                 facts = run_activities(activities)
-    return BenchResults(scenario.results, lifecycle.results, rewards.results, activities.results, facts)
+                stats = Scenario(client, counter, tokens=scenario.tokens, log=log)
+                run_stats(stats, app)
+    return BenchResults(scenario.results, lifecycle.results, rewards.results, activities.results, facts,
+                        stats.results)

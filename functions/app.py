@@ -18,6 +18,7 @@ from functions.requests.routes import requests_bp
 from functions.rewards.routes import rewards_bp
 from functions.risk.routes import risk_bp
 from functions.safety.routes import safety_bp
+from functions.stats.routes import stats_bp
 from functions.system.routes import system_bp
 from functions.volunteers.routes import volunteers_bp
 
@@ -27,5 +28,5 @@ app.register_middleware(observability.invocation, "all")
 app.register_middleware(web.contract_error_shape, "http")
 
 for blueprint in (system_bp, identity_bp, ledger_bp, requests_bp, activities_bp, volunteers_bp, safety_bp,
-                  notifications_bp, risk_bp, rewards_bp, district_bp):
+                  notifications_bp, risk_bp, rewards_bp, district_bp, stats_bp):
     app.register_blueprint(blueprint)

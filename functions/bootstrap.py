@@ -42,6 +42,7 @@ MODEL_MODULES = (
     "functions.activities.dynamo",
     "functions.risk.dynamo",
     "functions.district.dynamo",
+    "functions.stats.dynamo",
 )
 HUB_MODEL_MODULES = (
     "functions.adapters.outbox",
@@ -573,6 +574,55 @@ def exchanges() -> Any:
                                available=settings.is_local or bool(settings.zyh_api_base))
 
     return _once("exchanges", build)
+
+# --- statistics -----------------------------------------------------------------------------------
+
+class _IdentityNames:
+    """Statistics' ``Names`` port: the names of the few residents a figure shows (top volunteers)."""
+
+    def names_of(self, resident_ids: Any) -> dict[str, str]:
+        from functions.core.errors import NotFound
+
+        out = {}
+        for resident_id in resident_ids:
+            try:
+                out[resident_id] = identity().resident(resident_id).name
+            except NotFound:
+                continue
+        return out
+
+
+class _LedgerLiabilities:
+    """Statistics' ``Liabilities`` port: what issuance has issued, per asset, is what the
+    community's accounts hold (one BatchGetItem of issuance's shards)."""
+
+    def outstanding(self) -> dict[str, int]:
+        from functions.ledger.accounts import ISSUANCE
+
+        return {asset: -totals.posted for asset, totals in ledger().balances(ISSUANCE).items() if totals.posted}
+
+
+class _CatalogCreditItems:
+    """Statistics' ``CreditItems`` port: an accepted suggestion becomes a category of requests'
+    catalogue (its id derived from the text, so a retry makes the same one)."""
+
+    def make_credit_item(self, name: str, source_category: str, actor: str) -> str:
+        from functions.core.ids import derived_id
+
+        category_id = derived_id("cat", source_category, name)[:32]
+        return catalog().add_credit_item(category_id, name, actor).id
+
+
+def stats() -> Any:
+    def build() -> Any:
+        from functions.stats.dynamo import DynamoStatsStore
+        from functions.stats.service import StatsService
+
+        return StatsService(DynamoStatsStore(), _IdentityPlaces(), _IdentityNames(), _LedgerLiabilities(),
+                            _CatalogCreditItems())
+
+    return _once("stats", build)
+
 
 # --- district (通存通兑, the community side) -----------------------------------------------------
 

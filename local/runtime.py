@@ -255,8 +255,8 @@ class LocalRuntime:
 
     def _seed(self, admin_openids: tuple[str, ...]) -> None:
         from functions.core.settings import get_settings
-        from local.seed import (ApiError, demo_residents_of, seed_categories, seed_demo_activity, seed_demo_merchant,
-                                seed_demo_points, seed_demo_residents, seed_pending_resident)
+        from local.seed import (ApiError, demo_residents_of, seed_categories, seed_dashboard_data, seed_demo_activity,
+                                seed_demo_merchant, seed_demo_points, seed_demo_residents)
 
         log.info("seed: %s", seed_categories())
         if not admin_openids:
@@ -272,13 +272,16 @@ class LocalRuntime:
             log.info("seed: %s", seed_demo_residents(self.api_url, admin_openids[0],
                                                      demo_residents_of(get_settings().community_id)))
             log.info("seed: %s", seed_demo_points(self.api_url, demo_residents_of(get_settings().community_id)[0]))
-            log.info("seed: %s", seed_pending_resident(self.api_url))
         except ApiError as exc:
             log.warning("seed: demo residents skipped (%s)", exc)
         try:
             log.info("seed: %s", seed_demo_activity(self.api_url, admin_openids[0]))
         except ApiError as exc:
             log.warning("seed: demo activity skipped (%s)", exc)
+        try:
+            log.info("seed: %s", seed_dashboard_data(self.api_url, admin_openids[0], get_settings().community_id))
+        except ApiError as exc:
+            log.warning("seed: dashboard data skipped (%s)", exc)
 
     def stop(self) -> None:
         """Stops everything that started; safe to call twice or after a failed start."""

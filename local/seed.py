@@ -109,24 +109,6 @@ def seed_demo_residents(base_url: str, admin_openid: str,
     return "demo residents: " + ", ".join(states)
 
 
-# The staff dashboard's verification queue (/admin/) needs someone waiting in it: registered,
-# never verified by the seed (an admin verifying them in the dashboard is the demo).
-DEMO_PENDING_RESIDENT = DemoResident("demo-resident-pending", "演示居民丙", "13800000003", "5", "2", "502", 1978)
-
-
-def seed_pending_resident(base_url: str, person: DemoResident = DEMO_PENDING_RESIDENT) -> str:
-    """Registers ``person`` through the API and leaves them as they are (pending, unless an
-    admin already decided)."""
-    session = login(base_url, person.openid)
-    resident = session.get("resident")
-    if resident is None:
-        resident = call_api(base_url, "POST", "/v1/residents", {
-            "name": person.name, "phone": person.phone, "building": person.building,
-            "unit": person.unit, "room": person.room, "birth_year": person.birth_year,
-        }, token=session["token"])
-    return f"pending resident: {person.openid}={resident['status']}"
-
-
 # The demo merchant of API.md: its owner logs in with ``dev-merchant-demo``.
 DEMO_MERCHANT = {"name": "示范便民超市", "kind": "supermarket", "owner_openid": "merchant-demo"}
 DEMO_ITEMS = (
@@ -215,3 +197,78 @@ def seed_district_relatives(urls: dict[str, str]) -> str:
                      {"household_id": other_household, "community": other}, token=token)
             pairs.append(f"{community}:{household_id}->{other}:{other_household}")
     return "district relatives: " + ", ".join(pairs)
+
+
+# The staff dashboard's demo data: a few orders of 演示居民乙's household served by 演示居民甲
+# (their credits go to 甲's personal account, so 甲's household keeps its 300), one resident
+# left pending verification and one open dispute. Two services are paid (by an admin's
+# resolution, for the booked hour: a seed cannot wait out a real service) because the demo
+# community allows two a day between one pair of households; parcels are not credit items there.
+DASHBOARD_PENDING = DemoResident("demo-pending", "待审核居民", "13800000009", "5", "2", "503", 1978)
+DASHBOARD_ORDERS = (
+    # key, category, title, minutes booked, how far it goes
+    ("dash-tutoring-1", "tutoring", "辅导三年级数学", 60, "paid"),
+    ("dash-volunteer-1", "volunteer", "陪老人散步", 60, "paid"),
+    ("dash-parcel-1", "parcel", "帮忙取快递", 20, "completed"),
+    ("dash-parcel-2", "parcel", "取一个大件快递", 30, "disputed"),
+    ("dash-tutoring-2", "tutoring", "英语口语陪练", 30, "accepted"),
+    ("dash-tutoring-3", "tutoring", "周末作业辅导", 30, "cancelled"),
+    ("dash-volunteer-2", "volunteer", "帮忙修自行车", 30, "open"),
+)
+# Each goal's steps: (the status it starts from, action, who acts, body).
+_STEPS = {
+    "accept": ("open", "accept", "helper", None),
+    "check-in": ("accepted", "check-in", "helper", {}),
+    "complete": ("in_service", "complete", "helper", {"minutes": 15}),
+    "dispute": ("completed", "dispute", "payer", {"reason": "服务时长有出入（演示）"}),
+    "resolve": ("in_service", "resolve", "admin", {"outcome": "pay", "reason": "按预约时长结算（演示）"}),
+    "cancel": ("open", "cancel", "payer", {"reason": "时间冲突（演示）"}),
+}
+_GOALS = {"open": (), "accepted": ("accept",), "completed": ("accept", "check-in", "complete"),
+          "disputed": ("accept", "check-in", "complete", "dispute"), "paid": ("accept", "check-in", "resolve"),
+          "cancelled": ("cancel",)}
+
+
+def seed_dashboard_data(base_url: str, admin_openid: str, community_id: str,
+                        requester: DemoResident = DEMO_RESIDENTS[1], volunteer: DemoResident = DEMO_RESIDENTS[0]) -> str:
+    """Activity for the staff dashboard's charts and queues, through the HTTP API, in the demo
+    community only. Orders are keyed (Idempotency-Key) and each is taken only as far as it has
+    not gone yet, so a second run in the same world changes nothing."""
+    from datetime import datetime, timedelta, timezone
+
+    if community_id != "demo":
+        return "dashboard data: only for the demo community, skipped"
+    pending = login(base_url, DASHBOARD_PENDING.openid)
+    if pending.get("resident") is None:
+        call_api(base_url, "POST", "/v1/residents", {
+            "name": DASHBOARD_PENDING.name, "phone": DASHBOARD_PENDING.phone, "building": DASHBOARD_PENDING.building,
+            "unit": DASHBOARD_PENDING.unit, "room": DASHBOARD_PENDING.room,
+            "birth_year": DASHBOARD_PENDING.birth_year}, token=pending["token"])
+    payer, helper = login(base_url, requester.openid), login(base_url, volunteer.openid)
+    if not all(s.get("resident") and s["resident"]["status"] == "verified" for s in (payer, helper)):
+        return "dashboard data: demo residents not verified, skipped"
+    tokens = {"payer": payer["token"], "helper": helper["token"], "admin": login(base_url, admin_openid)["token"]}
+    # Within check-in's window (two hours before the start), on the hour: a second run within
+    # the hour replays the same bodies.
+    china = timezone(timedelta(hours=8))
+    start = (datetime.now(china) + timedelta(hours=1)).replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    outcomes = []
+    for key, category, title, minutes, goal in DASHBOARD_ORDERS:
+        body = {"category": category, "title": title, "description": "演示数据", "duration_minutes": minutes,
+                "start_at": start.isoformat()}
+        try:
+            need = call_api(base_url, "POST", "/v1/requests", body, token=tokens["payer"], idempotency_key=key)
+        except ApiError as exc:
+            if exc.status == 409:   # posted by an earlier run, at another hour
+                outcomes.append(f"{key}=kept")
+                continue
+            raise
+        status = need["status"]
+        for step in _GOALS[goal]:
+            starts_from, action, who, payload = _STEPS[step]
+            if status == starts_from:
+                path = f"/v1/admin/requests/{need['id']}/resolve" if action == "resolve" \
+                    else f"/v1/requests/{need['id']}/{action}"
+                status = call_api(base_url, "POST", path, payload, token=tokens[who])["status"]
+        outcomes.append(f"{key}={status}")
+    return "dashboard data: pending " + DASHBOARD_PENDING.openid + ", " + ", ".join(outcomes)

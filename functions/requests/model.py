@@ -398,11 +398,19 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def posted_event(request: ServiceRequest) -> DomainEvent:
-    return new_event(POSTED_EVENT, request.id, request.created_at, {
-        "category": request.category, "household_id": request.household_id,
-        "start_at": _iso(request.start_at), "duration_minutes": request.duration_minutes,
-        "credits_held": request.credits_held, "proxy_id": request.proxy_id})
+MAX_NEED_TEXT = 100
+
+
+def posted_event(request: ServiceRequest, need_text: bool = False) -> DomainEvent:
+    """``need_text``: the need is not a credit item (志愿帮, non-eligible categories), so its title
+    travels with the event: statistics collect those texts to suggest new credit items."""
+    data = {"category": request.category, "household_id": request.household_id,
+            "requester_id": request.requester_id, "start_at": _iso(request.start_at),
+            "duration_minutes": request.duration_minutes, "credits_held": request.credits_held,
+            "proxy_id": request.proxy_id}
+    if need_text:
+        data["text"] = request.title[:MAX_NEED_TEXT]
+    return new_event(POSTED_EVENT, request.id, request.created_at, data)
 
 
 def accepted_event(request: ServiceRequest) -> DomainEvent:
@@ -435,6 +443,6 @@ def settled_event(request: ServiceRequest, at: datetime) -> DomainEvent:
     return new_event(SETTLED_EVENT, request.id, at, {
         "category": request.category, "volunteer_id": request.volunteer_id,
         "volunteer_household_id": request.volunteer_household_id, "household_id": request.household_id,
-        "credits_paid": request.credits_paid or 0, "minutes": request.completed_minutes or 0,
+        "requester_id": request.requester_id, "credits_paid": request.credits_paid or 0, "minutes": request.completed_minutes or 0,
         "rating": request.rating, "accepted_at": _iso(request.accepted_at),
         "posted_at": _iso(request.created_at)})

@@ -94,7 +94,7 @@ class RequestService:
             created_at=now, content_hash=fingerprint, beneficiary_member_id=new.beneficiary_member_id,
             proxy_id=proxy_id,
         )
-        event = posted_event(request)
+        event = posted_event(request, need_text=category.id == "volunteer" or not category.credit_eligible)
         writes = [self.store.write(request), self.outbox.write(event)]
         try:
             if request.credits_held > 0:
@@ -392,6 +392,19 @@ class CategoryCatalog:
         self._store.save(updated, actor)
         self._stored = None
         return updated
+
+    def add_credit_item(self, category_id: str, name: str, actor: str) -> Category:
+        """A new credit-eligible category with the 志愿帮 tariff (an accepted high-frequency need);
+        adding the same id again returns what is stored."""
+        self._stored = None
+        existing = self._load().get(category_id)
+        if existing is not None:
+            return existing
+        category = replace(BUILTIN_CATEGORIES["volunteer"], id=category_id, name=name[:20], credit_eligible=True,
+                           builtin=False)
+        self._store.save(category, actor)
+        self._stored = None
+        return category
 
     def seed(self, actor: str = "seed") -> int:
         """Write the defaults that are not stored yet (demo/local); returns how many were written."""

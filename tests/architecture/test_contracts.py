@@ -33,6 +33,7 @@ BAD_IMPORTS = {
     "risk-uses-no-foreign-adapter": ("functions/risk/views.py", "import functions.requests.dynamo"),
     "district-uses-no-foreign-adapter": ("functions/district/views.py", "import functions.identity.service"),
     "hub-uses-no-foreign-adapter": ("functions/hub/views.py", "import functions.district.service"),
+    "stats-uses-no-foreign-adapter": ("functions/stats/views.py", "import functions.identity.service"),
 }
 
 

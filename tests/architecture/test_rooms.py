@@ -21,6 +21,7 @@ EXTRAS = {
     "risk": set(),
     "district": {"hub_client.py"},
     "hub": {"community_client.py"},
+    "stats": set(),
 }
 NOT_DOMAINS = {"core", "adapters", "system", "__pycache__"}
 
