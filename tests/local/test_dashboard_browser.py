@@ -178,6 +178,8 @@ def open_dashboard(browser, stack, viewport):
     page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
     page.on("console", lambda message: problems.append(f"console {message.type}: {message.text}")
             if message.type == "error" else None)
+    page.on("response", lambda response: problems.append(f"HTTP {response.status} {response.url}")
+            if response.status >= 400 else None)
     page.goto(stack.dashboard_url)
     # Functions, not expression strings: Playwright evaluates a string with eval, which the
     # page's Content-Security-Policy (script-src 'self') rightly refuses.
