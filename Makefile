@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 COMMUNITY ?= demo
 
-.PHONY: run test bench soak package deploy destroy ledger-check clean
+.PHONY: run test bench soak package deploy destroy ledger-check vendor-echarts clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -44,6 +44,10 @@ destroy: $(STAMP)
 ## Check the ledger invariants against the configured endpoint (local moto or AWS).
 ledger-check: $(STAMP)
 	$(PY) -m functions.ledger.cli check
+
+## Re-fetch the staff dashboard's ECharts from npm and check its sha256 (the file is committed).
+vendor-echarts: $(STAMP)
+	$(PY) -m infra.echarts $(if $(CHECK),--check,)
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache *.egg-info

@@ -204,10 +204,10 @@
     return digits === undefined ? n.toLocaleString("zh-CN") : n.toFixed(digits);
   }
 
+  // Ratios of the stats API (0.25 = 25 %); a velocity may pass 100 %.
   function share(value) {
     if (value === null || value === undefined) { return "—"; }
-    var n = Number(value);
-    return (n <= 1 ? n * 100 : n).toFixed(1) + "%";
+    return (Number(value) * 100).toFixed(1) + "%";
   }
 
   function loadStats() {
@@ -258,8 +258,8 @@
       ["取消", number(totals.cancelled)], ["计入时长（小时）", number(totals.minutes_credited / 60, 1)],
       ["活跃居民", number(stats.active_residents)], ["活跃家庭", number(stats.active_households)],
       ["接单用时 P50（分钟）", number(accept.p50)], ["接单用时 P90（分钟）", number(accept.p90)],
-      ["30 天流通速度", number(ledger.velocity_30d, 2)], ["前 10% 持有占比", share(ledger.top10_share)],
-      ["沉睡账户", number(ledger.dormant_accounts)]
+      ["30 天流通率", share(ledger.velocity_30d)], ["前 10% 志愿者所得占比", share(ledger.top10_share)],
+      ["沉睡账户（近 30 天未活跃）", number(ledger.dormant_accounts)]
     ];
     var box = $("figures");
     box.textContent = "";
