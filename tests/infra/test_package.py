@@ -378,7 +378,7 @@ for path in ("/admin", "/admin/echarts.min.js"):   # the staff dashboard's files
         got = app.app({**event, "resource": path, "path": path + ("/" if path == "/admin" else ""),
                        "requestContext": {**event["requestContext"], "resourcePath": path,
                                           "path": "/api" + path + ("/" if path == "/admin" else "")}}, None)
-        served[path] = [got["statusCode"], got["headers"].get("Content-Type"), len(got["body"]),
+        served[path] = [got["statusCode"], got["headers"].get("Content-Type"), len(got["body"].encode("utf-8")),
                         '<base href="/api/admin/">' in got["body"]]
 outside = sorted({m.__file__ for m in list(sys.modules.values())
                   if getattr(m, "__file__", None) and not m.__file__.startswith((root, *stdlib))})
