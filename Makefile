@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 COMMUNITY ?= demo
 
-.PHONY: run test bench soak package deploy destroy ledger-check import-residents clean
+.PHONY: run test bench soak package deploy destroy ledger-check import-residents vendor-echarts clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -50,6 +50,9 @@ ledger-check: $(STAMP)
 import-residents: $(STAMP)
 	@test -n "$(FILE)" || (echo "usage: make import-residents COMMUNITY=<id> FILE=<xlsx|csv> [DRY_RUN=1]" && false)
 	TIMEBANK_COMMUNITY=$(COMMUNITY) $(PY) -m local.import_residents import-residents "$(FILE)" $(if $(DRY_RUN),--dry-run,)
+## Re-fetch the staff dashboard's ECharts from npm and check its sha256 (the file is committed).
+vendor-echarts: $(STAMP)
+	$(PY) -m infra.echarts $(if $(CHECK),--check,)
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache *.egg-info

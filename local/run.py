@@ -52,6 +52,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (PortBusy, MotoCompatError) as exc:
         log.error("%s", exc)
         return 2
+    if runtime.app is not None and "/admin" in runtime.app.routes:
+        log.info("staff dashboard: %s/admin/ (demo admin: 本地演示登录)", runtime.api_url)
     log.info("ready in %.1fs — %s/v1/health ; Ctrl-C stops", time.monotonic() - began,
              runtime.api_url)
     # A timed wait keeps the main thread responsive to signals on every platform.

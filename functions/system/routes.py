@@ -1,4 +1,5 @@
-"""Platform entrypoints: health, the OpenAPI document, and the event relay's sweep."""
+"""Platform entrypoints: health, the OpenAPI document, the staff dashboard's page and files,
+and the event relay's sweep."""
 from __future__ import annotations
 
 import json
@@ -6,10 +7,12 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from chalice import Blueprint, Rate
+from chalice import Blueprint, Rate, Response
 
 from functions import bootstrap
 from functions.core.openapi import build_document
+from functions.core.settings import get_settings
+from functions.system import dashboard
 from functions.core.web import ROUTES, Auth, RequestContext, route
 
 system_bp = Blueprint(__name__)
@@ -50,6 +53,49 @@ def health(ctx: RequestContext) -> dict:
 def openapi(ctx: RequestContext) -> dict:
     """This document."""
     return openapi_document()
+
+
+@route(system_bp, "/admin", auth=Auth.PUBLIC, produces="text/html", response={"type": "string"},
+       tags=("dashboard",))
+def dashboard_page(ctx: RequestContext) -> Response:
+    """The community staff dashboard (HTML, Chinese), at ``/admin/``.
+
+    A browser page, not JSON: it asks for an admin token (kept in the tab's sessionStorage) and
+    then calls the admin API (``/v1/admin/stats``, ``/v1/admin/residents``, ``/v1/admin/requests``,
+    ``/v1/admin/risk/flags``) with it. API Gateway serves ``/admin`` and ``/admin/`` by this one route.
+    """
+    settings = get_settings()
+    demo = settings.admin_openids[0] if settings.is_local and settings.admin_openids else None
+    body = dashboard.page((ctx.request.context or {}).get("path"), settings.stage, demo)
+    return Response(body=body, status_code=200, headers={"Content-Type": dashboard.HTML,
+                                                         "Cache-Control": dashboard.NO_CACHE,
+                                                         **dashboard.SECURITY_HEADERS})
+
+
+def _asset(name: str) -> Response:
+    served = dashboard.asset(name)
+    return Response(body=served.body, status_code=200, headers=served.headers(dashboard.LONG_CACHE))
+
+
+@route(system_bp, "/admin/dashboard.js", auth=Auth.PUBLIC, produces="text/javascript", response={"type": "string"},
+       tags=("dashboard",))
+def dashboard_script(ctx: RequestContext) -> Response:
+    """The dashboard's script (named with its content hash by the page: cached for a year)."""
+    return _asset("dashboard.js")
+
+
+@route(system_bp, "/admin/dashboard.css", auth=Auth.PUBLIC, produces="text/css", response={"type": "string"},
+       tags=("dashboard",))
+def dashboard_styles(ctx: RequestContext) -> Response:
+    """The dashboard's styles (laptop and phone-sized screens)."""
+    return _asset("dashboard.css")
+
+
+@route(system_bp, "/admin/echarts.min.js", auth=Auth.PUBLIC, produces="text/javascript",
+       response={"type": "string"}, tags=("dashboard",))
+def dashboard_echarts(ctx: RequestContext) -> Response:
+    """ECharts 5.6.0 from the npm registry, vendored (``functions/system/dashboard/echarts.json``)."""
+    return _asset("echarts.min.js")
 
 
 @system_bp.schedule(Rate(1, unit=Rate.MINUTES), name="relay-events")

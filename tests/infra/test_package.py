@@ -372,10 +372,18 @@ event = {"resource": "/v1/health", "path": "/v1/health", "httpMethod": "GET",
                             "requestId": "probe", "identity": {"sourceIp": "127.0.0.1"}},
          "body": None, "isBase64Encoded": False}
 response = app.app(event, None)
+served = {}
+for path in ("/admin", "/admin/echarts.min.js"):   # the staff dashboard's files, from the zip alone
+    if path in app.app.routes:
+        got = app.app({**event, "resource": path, "path": path + ("/" if path == "/admin" else ""),
+                       "requestContext": {**event["requestContext"], "resourcePath": path,
+                                          "path": "/api" + path + ("/" if path == "/admin" else "")}}, None)
+        served[path] = [got["statusCode"], got["headers"].get("Content-Type"), len(got["body"].encode("utf-8")),
+                        '<base href="/api/admin/">' in got["body"]]
 outside = sorted({m.__file__ for m in list(sys.modules.values())
                   if getattr(m, "__file__", None) and not m.__file__.startswith((root, *stdlib))})
 print(json.dumps({"resolved": resolved, "status": response["statusCode"],
-                  "body": json.loads(response["body"]), "outside": outside}))
+                  "body": json.loads(response["body"]), "outside": outside, "served": served}))
 """
 
 
@@ -402,6 +410,12 @@ def test_zip_alone_imports_every_handler_and_serves(packaged, which, tmp_path):
     assert result["status"] == 200 and result["body"] == {"status": "ok"}
     assert result["outside"] == []
     assert Path(tmp_path / "functions" / "openapi.json").is_file()
+    if which != "sample":
+        # The dashboard's page and the vendored ECharts ship in the package and are served from it
+        # (under API Gateway's stage prefix, the page's <base> keeps it).
+        assert result["served"]["/admin"][:2] == [200, "text/html; charset=utf-8"] and result["served"]["/admin"][3]
+        script = (tmp_path / "functions" / "system" / "dashboard" / "echarts.min.js").stat().st_size
+        assert result["served"]["/admin/echarts.min.js"][:3] == [200, "text/javascript; charset=utf-8", script]
 
 
 def test_the_wiring_check_catches_what_a_broken_post_processing_would_leave(packaged):
