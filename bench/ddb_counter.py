@@ -459,7 +459,8 @@ def counting_dynamodb(billing: bool = True) -> Iterator[DynamoDBCounter]:
 
 def forget_cached_clients() -> None:
     """Drop the botocore clients PynamoDB models cached, so the next call creates a counted one."""
-    from functions.adapters.dynamo import registered_models
+    import functions.adapters.dynamo as dynamo
 
-    for model in registered_models():
+    for model in dynamo.registered_models():
         model._connection = None
+    dynamo._connection = None  # the transactions' connection (new_transaction)
