@@ -17,6 +17,11 @@ from bench.environment import use_bench_environment  # noqa: E402
 
 use_bench_environment()  # before anything imports functions/
 
+if sys.argv[1:2] == ["scaling"]:
+    from bench.scaling import main as scaling_main
+
+    sys.exit(scaling_main(sys.argv[2:]))
+
 if sys.argv[1:2] == ["cost"]:
     from bench.cost import main as cost_main
 
