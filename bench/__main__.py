@@ -74,6 +74,11 @@ def main() -> int:
     print(cost_table(costs))
     print("\nwhere the first variant's units go, by table\n")
     print(by_table(costs))
+    from bench.scaling import main as scaling_main
+
+    print("\nReads that must stay flat: 1,000 → 100,000 stored requests, 10 → 2,000 volunteers in a "
+          "category (bench/scaling.py; about 6 minutes, mostly seeding moto)\n")
+    scaling_main([])
     print("\nRewards: point kinds, a conversion, a voucher issued and redeemed, one 志愿汇 exchange confirmed "
           "(same world; the consumer's own receive/delete not counted)\n")
     print(operations_table(results.rewards))
