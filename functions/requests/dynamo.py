@@ -13,7 +13,9 @@ enters, leaves, or changes a projected attribute (issue 14; ``python -m bench co
                        → expiry (open), reminders and no-shows (accepted), overdue (in service),
                        auto-confirm (completed). KEYS_ONLY, read back with one BatchGet; four
                        shards so no one partition takes every order's writes
-- ``by-status``        status + created_key → the admin list (KEYS_ONLY + BatchGet)
+- ``by-status``        listed_status (the status, except while open) + created_key → the admin
+                       list (KEYS_ONLY + BatchGet); open requests are listed from ``by-feed``,
+                       so posting and accepting write no entry here
 - ``by-household``     household_id + created_key → a household's own requests (KEYS_ONLY:
                        written once when posted, never again)
 - ``by-volunteer``     volunteer_id + created_key → a volunteer's services (KEYS_ONLY: written
@@ -66,7 +68,7 @@ class RequestByFeedCategory(GlobalSecondaryIndex):
 
 class RequestByStatus(GlobalSecondaryIndex):
     Meta = index_meta("by-status", "keys")
-    status = UnicodeAttribute(hash_key=True)
+    listed_status = UnicodeAttribute(hash_key=True)
     created_key = UnicodeAttribute(range_key=True)
 
 
@@ -102,6 +104,7 @@ class RequestItem(Model):
     status = UnicodeAttribute()
     feed = UnicodeAttribute(null=True)           # "open" while open, else absent (sparse index)
     feed_category = UnicodeAttribute(null=True)  # the category while open, else absent
+    listed_status = UnicodeAttribute(null=True)  # the status unless open (by-feed lists those)
     due_at = UnicodeAttribute(null=True)
     due_shard = UnicodeAttribute(null=True)      # status#shard while due_at is set
     category = UnicodeAttribute()
@@ -275,9 +278,14 @@ class DynamoRequestStore:
         return items, last_key
 
     def by_status(self, status: str, limit: int, cursor: dict | None):
+        if status == lc.OPEN:
+            query = RequestItem.by_feed.query(
+                lc.OPEN, scan_index_forward=False, limit=limit,
+                last_evaluated_key=_checked_cursor(cursor, ("feed", lc.OPEN), "created_key"))
+            return [_from_record(r) for r in query], query.last_evaluated_key
         query = RequestItem.by_status.query(
             status, scan_index_forward=False, limit=limit,
-            last_evaluated_key=_checked_cursor(cursor, ("status", status), "created_key"))
+            last_evaluated_key=_checked_cursor(cursor, ("listed_status", status), "created_key"))
         return self._in_order(list(query)), query.last_evaluated_key
 
     def by_household(self, household_id: str, limit: int, cursor: dict | None):
@@ -313,6 +321,7 @@ class DynamoRequestStore:
             created_key=created_key(request.created_at, request.id),
             feed=lc.OPEN if is_open else None,
             feed_category=request.category if is_open else None,
+            listed_status=None if is_open else request.status,
             due_at=due,
             due_shard=due_shard(request.id, request.status) if due else None,
             **values,
@@ -326,9 +335,11 @@ class DynamoRequestStore:
             actions.append(attribute.remove() if value is None else attribute.set(_to_store(value)))
         if "status" in changes:
             if status == lc.OPEN:
-                actions += [RequestItem.feed.set(lc.OPEN), RequestItem.feed_category.set(request.category)]
+                actions += [RequestItem.feed.set(lc.OPEN), RequestItem.feed_category.set(request.category),
+                            RequestItem.listed_status.remove()]
             else:
-                actions += [RequestItem.feed.remove(), RequestItem.feed_category.remove()]
+                actions += [RequestItem.feed.remove(), RequestItem.feed_category.remove(),
+                            RequestItem.listed_status.set(status)]
         due = due_at_for(replace(request, **changes), self.auto_confirm_after)
         if due:
             actions += [RequestItem.due_at.set(due), RequestItem.due_shard.set(due_shard(request.id, status))]

@@ -4,7 +4,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from functions.core.clock import CHINA_TZ
-from functions.requests.backfill import backfill_candidates, backfill_requests
+from functions.requests.backfill import backfill_requests
+from functions.volunteers.backfill import backfill_candidates
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=CHINA_TZ)
 
@@ -27,7 +28,9 @@ def test_old_items_join_the_feed_and_due_indexes_once(aws):
     old_request("req_done", "settled", due=False)
     store = DynamoRequestStore(timedelta(hours=48))
     assert store.feed(None, 10, None, None)[0] == []
-    assert backfill_requests() == {"read": 2, "updated": 1, "moved_meanwhile": 0}
+    assert backfill_requests() == {"read": 2, "updated": 2, "moved_meanwhile": 0}
+    assert [r.id for r in store.by_status("settled", 10, None)[0]] == ["req_done"]
+    assert [r.id for r in store.by_status("open", 10, None)[0]] == ["req_open"]
     assert [r.id for r in store.feed("pet", 10, None, None)[0]] == ["req_open"]
     assert [r.id for r in store.due("open", NOW + timedelta(hours=2))] == ["req_open"]
     assert backfill_requests()["updated"] == 0  # re-running changes nothing
