@@ -17,9 +17,19 @@ from bench.environment import use_bench_environment  # noqa: E402
 
 use_bench_environment()  # before anything imports functions/
 
+if sys.argv[1:2] == ["scaling"]:
+    from bench.scaling import main as scaling_main
+
+    sys.exit(scaling_main(sys.argv[2:]))
+
+if sys.argv[1:2] == ["cost"]:
+    from bench.cost import main as cost_main
+
+    sys.exit(cost_main(sys.argv[2:]))
+
 from bench.imports import heaviest_imports, measure_imports  # noqa: E402
 from bench.latency import OUTBOX_POLL_SECONDS, measure_notification_latency  # noqa: E402
-from bench.operations import measure_operations  # noqa: E402
+from bench.operations import app_logs_to, measure_operations  # noqa: E402
 from bench.report import import_table, latency_table, lifecycle_table, operations_table  # noqa: E402
 from local.config import RuntimeConfig  # noqa: E402
 
@@ -55,6 +65,20 @@ def main() -> int:
     print("\nOne whole order, step by step: DynamoDB, SQS and S3 calls (same world; the "
           "consumers' own receive/delete not counted)\n")
     print(lifecycle_table(results.lifecycle))
+    from bench.cost import VARIANTS, by_table, cost_table, run_variant
+
+    print("\nCapacity units of one completed order by DynamoDB's billing rules (bench/cost.py; "
+          "`python -m bench cost` alone)\n")
+    with open(BUILD / "bench-cost.log", "w", encoding="utf-8") as cost_log, app_logs_to(cost_log):
+        costs = [run_variant(v, cost_log) for v in VARIANTS]
+    print(cost_table(costs))
+    print("\nwhere the first variant's units go, by table\n")
+    print(by_table(costs))
+    from bench.scaling import main as scaling_main
+
+    print("\nReads that must stay flat: 1,000 → 100,000 stored requests, 10 → 2,000 volunteers in a "
+          "category (bench/scaling.py; about 6 minutes, mostly seeding moto)\n")
+    scaling_main([])
     print("\nRewards: point kinds, a conversion, a voucher issued and redeemed, one 志愿汇 exchange confirmed "
           "(same world; the consumer's own receive/delete not counted)\n")
     print(operations_table(results.rewards))

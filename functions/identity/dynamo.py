@@ -47,6 +47,15 @@ PHONE_LOOKUP_THREADS = 8
 
 # --- models ----------------------------------------------------------------------------------
 
+REVOCATION_KEY = "#revocation-version"   # WeChat openids are [A-Za-z0-9_-]: no login has this key
+REVOCATION_CACHE_SECONDS = 15.0          # a warm function re-reads the counter at most this often
+_revocation: dict[str, float] = {"version": 0.0, "read_at": float("-inf")}
+
+
+def forget_revocation() -> None:
+    """This process wrote a revocation: its next authenticated call reads the counter again."""
+    _revocation["read_at"] = float("-inf")
+
 
 @table
 class LoginItem(Model):
@@ -242,9 +251,36 @@ class DynamoIdentityStore:
         return RoleGrant(openid, role)
 
     def bump_token_version(self, openid: str) -> int:
+        # Revocation first: a crash between the two leaves old tokens on the login read (safe).
+        self.bump_revocation()
         record = LoginItem(openid)
         record.update(actions=[LoginItem.token_version.add(1)])
         return int(record.token_version)
+
+    # The community's revocation version: one counter item on the logins table (a key no WeChat
+    # openid has). Every logout and every downgrade (status away from verified, roles set) adds
+    # one in the same transaction; a token issued before the current version is checked against
+    # its login item again (identity.auth).
+    def revocation_version(self, max_age: float = REVOCATION_CACHE_SECONDS) -> int:
+        import time
+
+        now = time.monotonic()
+        if now - _revocation["read_at"] > max_age:
+            try:
+                version = int(LoginItem.get(REVOCATION_KEY, consistent_read=True).token_version or 0)
+            except LoginItem.DoesNotExist:
+                version = 0
+            _revocation.update(version=version, read_at=now)
+        return int(_revocation["version"])
+
+    def bump_revocation(self) -> None:
+        LoginItem(REVOCATION_KEY).update(actions=[LoginItem.token_version.add(1)])
+        forget_revocation()
+
+    @staticmethod
+    def revocation_write() -> "Update":
+        forget_revocation()
+        return Update(LoginItem(REVOCATION_KEY), [LoginItem.token_version.add(1)], None)
 
     # residents
 
@@ -438,6 +474,8 @@ class DynamoIdentityStore:
                 ], condition=MemberItem.status == expected_status)
                 tx.update(LoginItem(resident.openid), actions=[LoginItem.status.set(resident.status)],
                           condition=LoginItem.resident_id == resident.id)
+                if resident.status != VERIFIED:
+                    self.revocation_write().add_to(tx)
         except TransactWriteError:
             # Condition failed or a concurrent transaction touched the items: the caller re-reads.
             return False
@@ -450,6 +488,7 @@ class DynamoIdentityStore:
             if resident.openid:  # an imported resident nobody has claimed yet has no login
                 tx.update(LoginItem(resident.openid), actions=[LoginItem.roles.set(set(roles))],
                           condition=LoginItem.resident_id == resident.id)
+                self.revocation_write().add_to(tx)
 
     def set_proxy(self, resident: Resident) -> bool:
         """Name (``proxy_since`` set; only while verified) or withdraw (None) a proxy."""
@@ -532,6 +571,8 @@ class DynamoIdentityStore:
             ], MemberItem.status == expected_status))
             writes.append(Update(LoginItem(resident.openid), [LoginItem.status.set(resident.status)],
                                  LoginItem.resident_id == resident.id))
+            if resident.status != VERIFIED:
+                writes.append(self.revocation_write())
         if grant_mark_at is not None:
             writes.append(Update(HouseholdItem(resident.household_id),
                                  [HouseholdItem.credits_granted_at.set(_iso(grant_mark_at))],

@@ -90,6 +90,9 @@ class IdentityStore(Protocol):
 
     def bump_token_version(self, openid: str) -> int: ...
 
+    def revocation_version(self, max_age: float = ...) -> int:
+        """The community's revocation version (logouts and downgrades), at most ``max_age`` seconds old."""
+
     def grant_role(self, openid: str, role: str) -> Any:
         """A write (``add_to(transaction)``) adding ``role`` to the login of ``openid``, creating
         the login item if the openid never logged in."""

@@ -100,8 +100,14 @@ def login(ctx: RequestContext) -> dict[str, Any]:
     """Exchange a wx.login code for a bearer token (locally: dev-<openid>)."""
     session = bootstrap.wechat_login().code_to_session(ctx.data["code"])
     service = bootstrap.identity()
+    # The revocation version before the login: a downgrade between the two reads makes the
+    # token older than it is (checked again), never newer.
+    revocation = service.store.revocation_version(max_age=0)
     state = service.login_state(session.openid)
-    token, expires_at = bootstrap.tokens().issue(session.openid, state.token_version)
+    snapshot = ({"r": state.resident_id, "h": state.household_id, "s": state.status,
+                 "ro": sorted(state.roles), "rv": revocation}
+                if state.resident_id and state.household_id and state.status else None)
+    token, expires_at = bootstrap.tokens().issue(session.openid, state.token_version, snapshot)
     caller = service.caller_from(state)
     resident = service.resident_of(caller)
     return {

@@ -1,7 +1,9 @@
 """Bearer tokens: ``t1.<payload>.<signature>``, HMAC-SHA256 with a per-stack secret.
 
 The payload is compact JSON ``{"sub": openid, "iat": issued, "exp": expiry, "ver": version}``
-(base64url, unpadded). ``ver`` is the login's token version at issue time: bumping the stored
+(base64url, unpadded), plus, for a registered resident, ``"c"``: the login as it was at issue
+(resident, household, status, stored roles) and the community's revocation version then —
+what lets ``identity.auth`` skip the login read (see there). ``ver`` is the login's token version at issue time: bumping the stored
 version (logout everywhere) invalidates every older token at the next authenticated call.
 
 The secret is ``settings.token_secret`` in the local/test stages; in a deployed stage it is
@@ -38,6 +40,7 @@ class TokenClaims:
     issued_at: int
     expires_at: int
     version: int
+    snapshot: dict | None = None   # {"r": resident, "h": household, "s": status, "ro": [roles], "rv": int}
 
 
 def _b64encode(data: bytes) -> str:
@@ -68,12 +71,14 @@ class TokenSigner:
     def _sign(self, signing_input: str) -> str:
         return _b64encode(hmac.new(self._key(), signing_input.encode(), hashlib.sha256).digest())
 
-    def issue(self, openid: str, version: int = 0) -> tuple[str, int]:
+    def issue(self, openid: str, version: int = 0, snapshot: dict | None = None) -> tuple[str, int]:
         """A token for ``openid``; returns (token, expires_at as epoch seconds)."""
         issued = int(self._now().timestamp())
         expires = issued + self._ttl
-        payload = json.dumps({"sub": openid, "iat": issued, "exp": expires, "ver": version},
-                             separators=(",", ":"), ensure_ascii=False)
+        body = {"sub": openid, "iat": issued, "exp": expires, "ver": version}
+        if snapshot is not None:
+            body["c"] = snapshot
+        payload = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
         signing_input = f"{PREFIX}.{_b64encode(payload.encode())}"
         return f"{signing_input}.{self._sign(signing_input)}", expires
 
@@ -99,7 +104,17 @@ class TokenSigner:
             raise _invalid()
         if int(self._now().timestamp()) >= expires:
             raise Unauthenticated("登录已过期，请重新登录", {"reason": "token_expired"})
-        return TokenClaims(openid=openid, issued_at=issued, expires_at=expires, version=version)
+        snapshot = payload.get("c")
+        return TokenClaims(openid=openid, issued_at=issued, expires_at=expires, version=version,
+                           snapshot=snapshot if _valid_snapshot(snapshot) else None)
+
+
+def _valid_snapshot(value: object) -> bool:
+    if not isinstance(value, dict):
+        return False
+    return (all(isinstance(value.get(k), str) and value.get(k) for k in ("r", "h", "s"))
+            and isinstance(value.get("ro"), list) and all(isinstance(r, str) for r in value["ro"])
+            and isinstance(value.get("rv"), int) and not isinstance(value.get("rv"), bool))
 
 
 class Secrets(Protocol):

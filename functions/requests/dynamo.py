@@ -2,16 +2,27 @@
 
 Requests.
 
-Indexes (each a Query, never a Scan, on request paths):
-- ``by_status``       status + created_key         → the feed, newest first
-- ``by_status_category`` status#category + created_key → the feed filtered by category
-- ``by_due``          status + due_at              → schedules: expiry (open), reminders
-                                                     (accepted), auto-confirm (completed)
-- ``by_household``    household_id + created_key   → a household's own requests
-- ``by_volunteer``    volunteer_id + created_key   → a volunteer's services
+Indexes (each a Query, never a Scan, on request paths). Each index holds only what its query
+needs, because every entry costs a write (1 WRU per KB of what it projects) whenever the item
+enters, leaves, or changes a projected attribute (issue 14; ``python -m bench cost``):
+
+- ``by-feed``          feed (only while open) + created_key   → the feed, newest first (ALL:
+                       a page is one Query; a need enters once and leaves once)
+- ``by-feed-category`` feed_category (only while open) + created_key → the feed of one category
+- ``by-due``           due_shard = status#0..3 (only while a schedule must look) + due_at
+                       → expiry (open), reminders and no-shows (accepted), overdue (in service),
+                       auto-confirm (completed). KEYS_ONLY, read back with one BatchGet; four
+                       shards so no one partition takes every order's writes
+- ``by-status``        listed_status (the status, except while open) + created_key → the admin
+                       list (KEYS_ONLY + BatchGet); open requests are listed from ``by-feed``,
+                       so posting and accepting write no entry here
+- ``by-household``     household_id + created_key → a household's own requests (KEYS_ONLY:
+                       written once when posted, never again)
+- ``by-volunteer``     volunteer_id + created_key → a volunteer's services (KEYS_ONLY: written
+                       once when accepted)
 ``due_at`` is set per state: open → start_at (an unaccepted need expires when it should have
 started), accepted → start_at, completed → completed_at + auto-confirm period; other states
-drop it so the schedule index stays small.
+drop it so the schedule index stays small. Index changes and their backfill: infra/README.md.
 """
 from __future__ import annotations
 
@@ -40,34 +51,50 @@ from functions.requests.model import Category, RoundingBand, ServiceRequest
 _DATE_FIELDS = ("start_at", "created_at", "accepted_at", "checked_in_at", "completed_at", "settled_at", "open_until",
                 "overdue_flagged_at")
 
-class RequestByStatus(GlobalSecondaryIndex):
-    Meta = index_meta("by-status")
-    status = UnicodeAttribute(hash_key=True)
+DUE_SHARDS = 4
+
+
+class RequestByFeed(GlobalSecondaryIndex):
+    Meta = index_meta("by-feed")
+    feed = UnicodeAttribute(hash_key=True)
     created_key = UnicodeAttribute(range_key=True)
 
 
-class RequestByStatusCategory(GlobalSecondaryIndex):
-    Meta = index_meta("by-status-category")
-    status_category = UnicodeAttribute(hash_key=True)
+class RequestByFeedCategory(GlobalSecondaryIndex):
+    Meta = index_meta("by-feed-category")
+    feed_category = UnicodeAttribute(hash_key=True)
+    created_key = UnicodeAttribute(range_key=True)
+
+
+class RequestByStatus(GlobalSecondaryIndex):
+    Meta = index_meta("by-status", "keys")
+    listed_status = UnicodeAttribute(hash_key=True)
     created_key = UnicodeAttribute(range_key=True)
 
 
 class RequestByDue(GlobalSecondaryIndex):
-    Meta = index_meta("by-due")
-    status = UnicodeAttribute(hash_key=True)
+    Meta = index_meta("by-due", "keys")
+    due_shard = UnicodeAttribute(hash_key=True)
     due_at = UnicodeAttribute(range_key=True)
 
 
 class RequestByHousehold(GlobalSecondaryIndex):
-    Meta = index_meta("by-household")
+    Meta = index_meta("by-household", "keys")
     household_id = UnicodeAttribute(hash_key=True)
     created_key = UnicodeAttribute(range_key=True)
 
 
 class RequestByVolunteer(GlobalSecondaryIndex):
-    Meta = index_meta("by-volunteer")
+    Meta = index_meta("by-volunteer", "keys")
     volunteer_id = UnicodeAttribute(hash_key=True)
     created_key = UnicodeAttribute(range_key=True)
+
+
+def due_shard(request_id: str, status: str) -> str:
+    # A stable shard per request (crc32, not hash(): the same in every process).
+    import zlib
+
+    return f"{status}#{zlib.crc32(request_id.encode()) % DUE_SHARDS}"
 
 
 @table
@@ -75,8 +102,11 @@ class RequestItem(Model):
     Meta = make_meta("requests")
     request_id = UnicodeAttribute(hash_key=True)
     status = UnicodeAttribute()
-    status_category = UnicodeAttribute()
+    feed = UnicodeAttribute(null=True)           # "open" while open, else absent (sparse index)
+    feed_category = UnicodeAttribute(null=True)  # the category while open, else absent
+    listed_status = UnicodeAttribute(null=True)  # the status unless open (by-feed lists those)
     due_at = UnicodeAttribute(null=True)
+    due_shard = UnicodeAttribute(null=True)      # status#shard while due_at is set
     category = UnicodeAttribute()
     title = UnicodeAttribute()
     description = UnicodeAttribute()
@@ -111,8 +141,9 @@ class RequestItem(Model):
     no_shows = NumberAttribute(default=0)
     proxy_id = UnicodeAttribute(null=True)
 
+    by_feed = RequestByFeed()
+    by_feed_category = RequestByFeedCategory()
     by_status = RequestByStatus()
-    by_status_category = RequestByStatusCategory()
     by_due = RequestByDue()
     by_household = RequestByHousehold()
     by_volunteer = RequestByVolunteer()
@@ -215,21 +246,29 @@ class DynamoRequestStore:
         """One BatchGetItem per 100 ids (eventually consistent: for lists, not decisions)."""
         return {record.request_id: _from_record(record) for record in RequestItem.batch_get(request_ids)}
 
+    def _in_order(self, keys: list[RequestItem], consistent: bool = False) -> list[ServiceRequest]:
+        """A keys-only index page, read back in the index's order with one BatchGetItem."""
+        ids = [k.request_id for k in keys]
+        if not ids:
+            return []
+        found = {r.request_id: r for r in RequestItem.batch_get(ids, consistent_read=consistent)}
+        return [_from_record(found[i]) for i in ids if i in found]
+
     def feed(self, category: str | None, limit: int, cursor: dict | None,
              exclude_household: str | None) -> tuple[list[ServiceRequest], dict | None]:
         """Open needs newest first, without the caller's household (a filter, so a page may need
         more than one Query; the cursor is DynamoDB's own last evaluated key)."""
         items: list[ServiceRequest] = []
-        last_key = (_checked_cursor(cursor, ("status_category", f"{lc.OPEN}#{category}"), "created_key") if category
-                    else _checked_cursor(cursor, ("status", lc.OPEN), "created_key"))
+        last_key = (_checked_cursor(cursor, ("feed_category", category), "created_key") if category
+                    else _checked_cursor(cursor, ("feed", lc.OPEN), "created_key"))
         while len(items) < limit:
             if category:
-                query = RequestItem.by_status_category.query(
-                    f"{lc.OPEN}#{category}", scan_index_forward=False, limit=limit - len(items),
+                query = RequestItem.by_feed_category.query(
+                    category, scan_index_forward=False, limit=limit - len(items),
                     last_evaluated_key=last_key,
                     filter_condition=(RequestItem.household_id != exclude_household) if exclude_household else None)
             else:
-                query = RequestItem.by_status.query(
+                query = RequestItem.by_feed.query(
                     lc.OPEN, scan_index_forward=False, limit=limit - len(items), last_evaluated_key=last_key,
                     filter_condition=(RequestItem.household_id != exclude_household) if exclude_household else None)
             items.extend(_from_record(r) for r in query)
@@ -239,37 +278,52 @@ class DynamoRequestStore:
         return items, last_key
 
     def by_status(self, status: str, limit: int, cursor: dict | None):
+        if status == lc.OPEN:
+            query = RequestItem.by_feed.query(
+                lc.OPEN, scan_index_forward=False, limit=limit,
+                last_evaluated_key=_checked_cursor(cursor, ("feed", lc.OPEN), "created_key"))
+            return [_from_record(r) for r in query], query.last_evaluated_key
         query = RequestItem.by_status.query(
             status, scan_index_forward=False, limit=limit,
-            last_evaluated_key=_checked_cursor(cursor, ("status", status), "created_key"))
-        return [_from_record(r) for r in query], query.last_evaluated_key
+            last_evaluated_key=_checked_cursor(cursor, ("listed_status", status), "created_key"))
+        return self._in_order(list(query)), query.last_evaluated_key
 
     def by_household(self, household_id: str, limit: int, cursor: dict | None):
         query = RequestItem.by_household.query(
             household_id, scan_index_forward=False, limit=limit,
             last_evaluated_key=_checked_cursor(cursor, ("household_id", household_id), "created_key"))
-        return [_from_record(r) for r in query], query.last_evaluated_key
+        return self._in_order(list(query)), query.last_evaluated_key
 
     def by_volunteer(self, volunteer_id: str, limit: int, cursor: dict | None):
         query = RequestItem.by_volunteer.query(
             volunteer_id, scan_index_forward=False, limit=limit,
             last_evaluated_key=_checked_cursor(cursor, ("volunteer_id", volunteer_id), "created_key"))
-        return [_from_record(r) for r in query], query.last_evaluated_key
+        return self._in_order(list(query)), query.last_evaluated_key
 
     def due(self, status: str, until: datetime, since: datetime | None = None) -> Iterator[ServiceRequest]:
         condition = (RequestItem.due_at.between(clock.isoformat(since), clock.isoformat(until))
                      if since else RequestItem.due_at <= clock.isoformat(until))
-        for record in RequestItem.by_due.query(status, range_key_condition=condition):
-            yield _from_record(record)
+        keys: list[RequestItem] = []
+        for shard in range(DUE_SHARDS):
+            keys.extend(RequestItem.by_due.query(f"{status}#{shard}", range_key_condition=condition))
+        keys.sort(key=lambda k: (k.due_at, k.request_id))
+        for start in range(0, len(keys), 100):
+            # Consistent: a schedule decides on what it reads (its transition is conditional too).
+            yield from self._in_order(keys[start:start + 100], consistent=True)
 
     # --- writes -----------------------------------------------------------------------------
     def record_for(self, request: ServiceRequest) -> RequestItem:
         values = {("request_id" if name == "id" else name): _to_store(getattr(request, name))
                   for name in ServiceRequest.__dataclass_fields__}
+        due = due_at_for(request, self.auto_confirm_after)
+        is_open = request.status == lc.OPEN
         return RequestItem(
             created_key=created_key(request.created_at, request.id),
-            status_category=f"{request.status}#{request.category}",
-            due_at=due_at_for(request, self.auto_confirm_after),
+            feed=lc.OPEN if is_open else None,
+            feed_category=request.category if is_open else None,
+            listed_status=None if is_open else request.status,
+            due_at=due,
+            due_shard=due_shard(request.id, request.status) if due else None,
             **values,
         )
 
@@ -279,9 +333,18 @@ class DynamoRequestStore:
         for name, value in changes.items():
             attribute = getattr(RequestItem, name)
             actions.append(attribute.remove() if value is None else attribute.set(_to_store(value)))
-        actions.append(RequestItem.status_category.set(f"{status}#{request.category}"))
+        if "status" in changes:
+            if status == lc.OPEN:
+                actions += [RequestItem.feed.set(lc.OPEN), RequestItem.feed_category.set(request.category),
+                            RequestItem.listed_status.remove()]
+            else:
+                actions += [RequestItem.feed.remove(), RequestItem.feed_category.remove(),
+                            RequestItem.listed_status.set(status)]
         due = due_at_for(replace(request, **changes), self.auto_confirm_after)
-        actions.append(RequestItem.due_at.set(due) if due else RequestItem.due_at.remove())
+        if due:
+            actions += [RequestItem.due_at.set(due), RequestItem.due_shard.set(due_shard(request.id, status))]
+        else:
+            actions += [RequestItem.due_at.remove(), RequestItem.due_shard.remove()]
         return actions
 
     def transition(self, request: ServiceRequest, changes: dict[str, Any], also: Sequence[Any] = ()) -> ServiceRequest:

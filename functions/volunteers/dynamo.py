@@ -2,10 +2,15 @@
 
 Tables (all Query/Get, no Scan):
 - ``volunteers``            resident_id → the profile (JSON body) and its ``version``.
-- ``volunteer-categories``  category + resident_id → a copy of the profile: the candidate index.
-                            One item per category the volunteer is matchable for; written in the
-                            same transaction as the profile, so the matcher does ONE Query per
-                            match and needs no further read per candidate.
+- ``volunteer-categories``  category + resident_id → one small item per category the volunteer is
+                            matchable for (building and a stable spot, no statistics), written in
+                            the profile's transaction only when membership or building changes:
+                            statistics live in the profile alone, so an accepted or settled
+                            service writes one volunteer item whatever the number of categories.
+                            Two keys-only GSIs bound the matcher's read whatever the number of
+                            volunteers (``candidates``): ``by-place`` (category, building#spot)
+                            for neighbours, ``by-spot`` (category, spot) for a rotating sample;
+                            the chosen profiles are read back with one BatchGetItem.
 - ``volunteer-markers``     "this was done once" markers, each written in the transaction of what
                             it guards: statistics of ``record_accepted`` / ``record_outcome``
                             (``accepted#<request>``, ``outcome#<request>``) and the match run of
@@ -17,6 +22,7 @@ Tables (all Query/Get, no Scan):
 from __future__ import annotations
 
 import json
+from typing import Any
 from datetime import datetime, timedelta
 
 from pynamodb.attributes import BooleanAttribute, NumberAttribute, UnicodeAttribute
@@ -76,13 +82,45 @@ class VolunteerItem(Model):
     body = UnicodeAttribute()
 
 
+class CandidateByPlace(GlobalSecondaryIndex):
+    Meta = index_meta("by-place", "keys")
+    category = UnicodeAttribute(hash_key=True)
+    place = UnicodeAttribute(range_key=True)
+
+
+class CandidateBySpot(GlobalSecondaryIndex):
+    Meta = index_meta("by-spot", "keys")
+    category = UnicodeAttribute(hash_key=True)
+    spot = UnicodeAttribute(range_key=True)
+
+
 @table
 class VolunteerCategoryItem(Model):
     Meta = make_meta("volunteer-categories")
     category = UnicodeAttribute(hash_key=True)
     resident_id = UnicodeAttribute(range_key=True)
     version = NumberAttribute()
-    body = UnicodeAttribute()
+    body = UnicodeAttribute(null=True)   # items written before issue 14 carry a profile copy (unread)
+    spot = UnicodeAttribute(null=True)
+    place = UnicodeAttribute(null=True)
+
+    by_place = CandidateByPlace()
+    by_spot = CandidateBySpot()
+
+
+NEIGHBOURS = 3      # same-building candidates read per match
+ROTATING = 5        # others, from a start that moves with each request (fair load)
+
+
+def spot_of(text: str) -> str:
+    """A stable, uniform position (crc32, the same in every process)."""
+    import zlib
+
+    return f"{zlib.crc32(text.encode()):08x}"
+
+
+def place_of(building: str | None, resident_id: str) -> str:
+    return f"{building or '-'}#{spot_of(resident_id)}"
 
 
 @table
@@ -188,11 +226,14 @@ class DynamoVolunteerStore:
         after = profile.matchable_categories()
         condition = (VolunteerItem.resident_id.does_not_exist() if previous is None
                      else VolunteerItem.version == previous.version)
+        moved = previous is None or previous.building != profile.building
         try:
             with self._tx() as tx:
                 tx.save(VolunteerItem(profile.resident_id, version=profile.version, body=body), condition=condition)
-                for category in sorted(after):
-                    tx.save(VolunteerCategoryItem(category, profile.resident_id, version=profile.version, body=body))
+                for category in sorted(after if moved else after - before):
+                    tx.save(VolunteerCategoryItem(category, profile.resident_id, version=profile.version,
+                                                  spot=spot_of(profile.resident_id),
+                                                  place=place_of(profile.building, profile.resident_id)))
                 for category in sorted(before - after):
                     tx.delete(VolunteerCategoryItem(category, profile.resident_id))
                 if marker is not None:
@@ -220,8 +261,39 @@ class DynamoVolunteerStore:
             return False
         return True
 
-    def candidates(self, category: str) -> list[VolunteerProfile]:
-        return [profile_from(r.resident_id, r.body, int(r.version)) for r in VolunteerCategoryItem.query(category)]
+    def candidates(self, category: str, building: str | None = None, turn: str = "") -> list[VolunteerProfile]:
+        """At most NEIGHBOURS + ROTATING candidates, however many volunteers the category has:
+        the building's (from a start that rotates with ``turn``, e.g. the request id), then a
+        sample of the category from the same rotating start, wrapping round; their profiles
+        (with statistics) in one BatchGetItem."""
+        start = spot_of(turn or clock.isoformat(clock.now()))
+        ids: list[str] = []
+
+        def take(query: Any, limit: int) -> None:
+            for record in query:
+                if record.resident_id not in ids:
+                    ids.append(record.resident_id)
+                if len(ids) >= limit:
+                    return
+
+        if building:
+            prefix = f"{building}#"
+            take(VolunteerCategoryItem.by_place.query(
+                category, VolunteerCategoryItem.place.between(f"{prefix}{start}", f"{prefix}~"), limit=NEIGHBOURS),
+                NEIGHBOURS)
+            if len(ids) < NEIGHBOURS:
+                take(VolunteerCategoryItem.by_place.query(
+                    category, VolunteerCategoryItem.place.startswith(prefix), limit=NEIGHBOURS), NEIGHBOURS)
+        wanted = len(ids) + ROTATING
+        take(VolunteerCategoryItem.by_spot.query(category, VolunteerCategoryItem.spot >= start, limit=ROTATING),
+             wanted)
+        if len(ids) < wanted:
+            take(VolunteerCategoryItem.by_spot.query(category, VolunteerCategoryItem.spot < start, limit=ROTATING),
+                 wanted)
+        if not ids:
+            return []
+        found = {r.resident_id: r for r in VolunteerItem.batch_get(ids)}
+        return [profile_from(i, found[i].body, int(found[i].version)) for i in ids if i in found]
 
     # skills
     def create_skill(self, skill: Skill) -> bool:

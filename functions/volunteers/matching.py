@@ -161,8 +161,8 @@ class Matcher:
             return MatchReport(request_id, "closed", {})
         now = self.now()
         building = self.places.building_of(request.household_id)
-        ranked = rank(MatchRequest.of(request, building), self.volunteers.candidates(request.category), now,
-                      self.notify_count)
+        candidates = self.volunteers.candidates(request.category, building=building, turn=request.id)
+        ranked = rank(MatchRequest.of(request, building), candidates, now, self.notify_count)
         if not ranked:
             logger.info("no candidates for request", extra={"request_id": request_id, "category": request.category})
             return MatchReport(request_id, "no_candidates", {})

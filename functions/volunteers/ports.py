@@ -21,7 +21,7 @@ class VolunteerStore(Protocol):
     def has_marker(self, marker: str) -> bool:
         """Whether a ``save_profile(..., marker=...)`` with this marker was applied."""
 
-    def candidates(self, category: str) -> list[VolunteerProfile]:
+    def candidates(self, category: str, building: str | None = None, turn: str = "") -> list[VolunteerProfile]:
         """The category index: every volunteer matchable for ``category`` (Query, not Scan)."""
 
     def create_skill(self, skill: Skill) -> bool: ...
@@ -58,7 +58,9 @@ class RequestSource(Protocol):
 
 
 class CandidateSource(Protocol):
-    def candidates(self, category: str) -> list[VolunteerProfile]: ...
+    def candidates(self, category: str, building: str | None = None, turn: str = "") -> list[VolunteerProfile]:
+        """A bounded set of the category's volunteers: the building's first, then others from a
+        start that ``turn`` rotates (its size does not grow with the category)."""
 
 
 class OpenRequests(Protocol):

@@ -12,8 +12,8 @@ ROOMS = {"__init__.py", "routes.py", "service.py", "model.py", "ports.py", "dyna
 EXTRAS = {
     "identity": {"auth.py", "tokens.py", "wechat.py", "roster.py", "cli.py"},
     "ledger": {"accounts.py", "reconciliation.py", "cli.py"},
-    "requests": set(),
-    "volunteers": {"matching.py"},
+    "requests": {"backfill.py"},
+    "volunteers": {"matching.py", "backfill.py"},
     "safety": {"s3.py"},
     "notifications": {"reminders.py", "wechat.py"},
     "rewards": {"zyh.py"},

@@ -205,7 +205,11 @@ class InMemoryIdentityStore:
     def grant_role(self, openid: str, role: str) -> "InMemoryRoleGrant":
         return InMemoryRoleGrant(self, openid, role)
 
+    def revocation_version(self, max_age: float = 0) -> int:
+        return getattr(self, "revocations", 0)
+
     def bump_token_version(self, openid: str) -> int:
+        self.revocations = getattr(self, "revocations", 0) + 1
         login = self.logins.get(openid) or Login(openid=openid)
         self.logins[openid] = replace(login, token_version=login.token_version + 1)
         return login.token_version + 1

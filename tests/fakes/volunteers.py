@@ -38,7 +38,7 @@ class InMemoryVolunteerStore:
             self.markers.add(marker)
         return SaveResult.SAVED
 
-    def candidates(self, category: str) -> list[VolunteerProfile]:
+    def candidates(self, category: str, building: str | None = None, turn: str = "") -> list[VolunteerProfile]:
         return [p for (c, _), p in sorted(self.index.items()) if c == category]
 
     def create_skill(self, skill: Skill) -> bool:

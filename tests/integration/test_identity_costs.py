@@ -15,6 +15,32 @@ def test_authentication_costs_exactly_one_get_item(client, dynamo_calls):
     assert dynamo_calls.tables == ["timebank-test-logins"]
 
 
+def test_a_registered_residents_token_carries_the_login_and_reads_no_table(client, dynamo_calls):
+    headers, resident = verified_resident(client, "carol", room="303")
+    headers = login(client, "carol")  # issued after verification: carries the verified login
+    calls = dynamo_calls.during(lambda: client.http.get("/v1/residents/me", headers=headers))
+    assert calls == {"GetItem": 1}  # the resident item the route shows; no login read
+    assert "timebank-test-logins" not in dynamo_calls.tables
+    # Logging out revokes it at once (the revocation version moved: the login item decides).
+    assert client.http.post("/v1/auth/logout", headers=headers).status_code == 200
+    assert client.http.get("/v1/residents/me", headers=headers).status_code == 401
+
+
+def test_a_downgrade_sends_older_tokens_back_to_the_login_item(client, dynamo_calls):
+    admin = admin_headers(client)
+    headers, resident = verified_resident(client, "dave", room="404")
+    headers = login(client, "dave")
+    assert client.http.get("/v1/accounts/me", headers=headers).status_code == 200
+    from functions.identity.dynamo import DynamoIdentityStore
+
+    before = DynamoIdentityStore().revocation_version(max_age=0)
+    store = bootstrap.identity().store
+    store.set_roles(store.get_resident(resident["household_id"], resident["id"]), frozenset())
+    assert DynamoIdentityStore().revocation_version() == before + 1
+    calls = dynamo_calls.during(lambda: client.http.get("/v1/accounts/me", headers=headers))
+    assert "timebank-test-logins" in dynamo_calls.tables and calls["GetItem"] >= 1
+
+
 def test_costs_of_the_main_operations(client, dynamo_calls):
     admin = admin_headers(client)
     headers = login(client, "alice")
@@ -33,7 +59,8 @@ def test_costs_of_the_main_operations(client, dynamo_calls):
         "/v1/households/mine/members", headers=headers,
         body=as_json({"name": "奶奶", "birth_year": 1940, "relation": "parent"})))
     print("\nDynamoDB calls per identity operation:", costs)
-    assert costs["login"] == {"GetItem": 1}                       # no resident yet: the login item only
+    # no resident yet: the revocation version (carried by a resident's token), the login item
+    assert costs["login"] == {"GetItem": 2}
     # auth, the flat's household; the phone index: is there an imported record to take over?
     assert costs["register"] == {"GetItem": 2, "Query": 1, "TransactWriteItems": 1}
     assert costs["me"] == {"GetItem": 2}

@@ -205,16 +205,19 @@ def test_dynamodb_calls_per_match(world):
     bootstrap.catalog().forget()  # a cold function: the catalogue is read once, then cached
     with mock.patch.object(BaseClient, "_make_api_call", counting):
         assert invoke(event) == {"batchItemFailures": []}
-    # Request and household (building): 2 GetItem; candidates: 1 Query; matches: 1 transaction;
-    # the category's name: 1 Query (catalogue); per notified volunteer: claim (Put), consent and
-    # result (2 Update) — plus, locally, the outbox Put.
-    assert calls == {"GetItem": 2, "Query": 2, "TransactWriteItems": 1, "PutItem": 3 + 3, "UpdateItem": 3 + 3}
+    # Request and household (building): 2 GetItem; candidates: a bounded read whatever the
+    # category's size — neighbours from a rotating start and the wrap round (2 Query), a
+    # rotating sample and its wrap (2 Query), their profiles (1 BatchGetItem); matches: 1
+    # transaction; the category's name: 1 Query (catalogue); per notified volunteer: claim
+    # (Put), consent and result (2 Update) — plus, locally, the outbox Put.
+    assert calls == {"GetItem": 2, "Query": 1 + 4, "BatchGetItem": 1, "TransactWriteItems": 1,
+                     "PutItem": 3 + 3, "UpdateItem": 3 + 3}
     calls.clear()
     with mock.patch.object(BaseClient, "_make_api_call", counting):
         invoke(fresh_ids(event))
     # A duplicate on the now warm function: the same reads but the catalogue (cached), a
     # cancelled transaction, the recorded matches (Query), one failed claim per volunteer; nothing sent.
-    assert calls == {"GetItem": 2, "Query": 2, "TransactWriteItems": 1, "PutItem": 3}
+    assert calls == {"GetItem": 2, "Query": 4 + 1, "BatchGetItem": 1, "TransactWriteItems": 1, "PutItem": 3}
 
 
 def test_nothing_is_matched_for_a_request_taken_meanwhile(world):

@@ -142,3 +142,31 @@ def test_the_lifecycle_events_count_each_request_once_in_profile_and_index(aws):
     stats = store.get_profile("res_v").stats
     assert (stats.accepted, stats.completed, stats.rating_sum, stats.rating_count) == (1, 1, 4, 1)
     assert [c.stats for c in store.candidates("pickup")] == [stats]
+
+
+def test_candidates_are_bounded_whatever_the_category_holds_neighbours_first_and_rotating(store):
+    from functions.volunteers.dynamo import NEIGHBOURS, ROTATING
+
+    for n in range(40):  # 4 in building 7, 36 elsewhere
+        store.save_profile(profile(f"res_{n:02d}", building="7" if n < 4 else f"b{n}"), None)
+    seen: set[str] = set()
+    for turn in (f"req_{k}" for k in range(12)):
+        chosen = store.candidates("pickup", building="7", turn=turn)
+        ids = [c.resident_id for c in chosen]
+        assert len(ids) == len(set(ids)) <= NEIGHBOURS + ROTATING
+        assert sum(c.building == "7" for c in chosen[:NEIGHBOURS]) == NEIGHBOURS
+        seen.update(ids)
+    # The rotating start moves with the request: over a dozen posts most volunteers get a turn.
+    assert len(seen) >= 25
+
+
+def test_statistics_alone_write_no_category_item(store):
+    from functions.volunteers.dynamo import VolunteerCategoryItem
+
+    first = profile(categories=("pet", "pickup", "parcel"))
+    store.save_profile(first, None)
+    before = {(i.category, i.version) for i in VolunteerCategoryItem.scan()}
+    later = replace(first, version=2, stats=replace(first.stats, accepted=3))
+    assert store.save_profile(later, first) is SaveResult.SAVED
+    assert {(i.category, i.version) for i in VolunteerCategoryItem.scan()} == before
+    assert [c.stats.accepted for c in store.candidates("parcel", building="3", turn="x")] == [3]
