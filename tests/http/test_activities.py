@@ -16,9 +16,6 @@ from tests.queues import drain
 
 END = START + timedelta(hours=2)
 
-# Admin reads between the snapshots (the on-site code) are audited, rightly; the refusals are not.
-AUDIT = ("audit-entries",)
-
 
 @pytest.fixture
 def world(client, app):
@@ -44,11 +41,11 @@ def test_admin_publishes_an_activity_and_a_retry_with_the_key_returns_it(world):
         (30, 0, "volunteer", {"mode": "per_hour", "minutes": 60})
     assert first["requires_insurance"] is True and first["start_at"] == START.isoformat()
     assert publish(client, key="act-1", requires_insurance=True)["id"] == first["id"]
-    before = db_snapshot(skip=AUDIT)
+    before = db_snapshot()
     other = client.http.post("/v1/admin/activities", body=as_json(activity_body(capacity=31)),
                              headers=json_headers(world["admin"], "act-1"))
     assert_error(other, 409, "IDEMPOTENCY_MISMATCH")
-    assert db_snapshot(skip=AUDIT) == before
+    assert db_snapshot() == before
     assert publish(client)["id"] != first["id"]   # no key: a new activity each time
     ledger_ok(client)
 
@@ -65,24 +62,24 @@ def test_admin_publishes_an_activity_and_a_retry_with_the_key_returns_it(world):
     ({"surprise": 1}, "surprise"),
 ])
 def test_bad_activities_are_400_naming_the_field_and_change_nothing(world, changes, field):
-    before = db_snapshot(skip=AUDIT)
+    before = db_snapshot()
     response = world["client"].http.post("/v1/admin/activities", body=as_json(activity_body(**changes)),
                                          headers=world["admin"])
     body = assert_error(response, 400, "VALIDATION_ERROR")
     assert field in body["details"]["fields"], body
-    assert db_snapshot(skip=AUDIT) == before
+    assert db_snapshot() == before
 
 
 def test_an_activity_older_than_the_back_dating_window_is_backdated(world):
     """API.md "Risk controls": a time older than the back-dating window (default 48 h) is 422
     BACKDATED, not a malformed body; nothing is written."""
-    before = db_snapshot(skip=AUDIT)
+    before = db_snapshot()
     old = NOW - timedelta(hours=49)
     response = world["client"].http.post("/v1/admin/activities", headers=world["admin"], body=as_json(activity_body(
         start_at=old.isoformat(), end_at=(old + timedelta(hours=2)).isoformat())))
     body = assert_error(response, 422, "BACKDATED")
     assert body["details"] == {"limit": "backdating_window", "window_hours": 48}
-    assert db_snapshot(skip=AUDIT) == before
+    assert db_snapshot() == before
     ledger_ok(world["client"])
 
 
@@ -90,7 +87,7 @@ def test_only_admins_publish_close_and_read_codes(world):
     client = world["client"]
     activity = publish(client)
     pending, _ = register(client, "act-pending", building="5", room="109")
-    before = db_snapshot(skip=AUDIT)
+    before = db_snapshot()
     assert_error(client.http.post("/v1/admin/activities", body=as_json(activity_body()), headers=world["alice"]),
                  403, "FORBIDDEN")
     assert_error(client.http.get(f"/v1/admin/activities/{activity['id']}/code", headers=world["alice"]),
@@ -100,7 +97,7 @@ def test_only_admins_publish_close_and_read_codes(world):
     assert_error(client.http.get("/v1/activities"), 401, "UNAUTHENTICATED")
     assert_error(client.http.get("/v1/activities", headers=pending), 403, "NOT_VERIFIED")
     assert_error(sign_up(client, pending, activity["id"]), 403, "NOT_VERIFIED")
-    assert db_snapshot(skip=AUDIT) == before
+    assert db_snapshot() == before
 
 
 # --- list and read -----------------------------------------------------------------------------------
@@ -146,27 +143,27 @@ def test_sign_up_once_within_capacity_and_cancel_before_the_start(world):
     activity = publish(client, capacity=1)
     signed = sign_up(client, world["alice"], activity["id"])
     assert signed.status_code == 201 and signed.json_body["status"] == "signed_up"
-    before = db_snapshot(skip=AUDIT)
+    before = db_snapshot()
     assert_error(sign_up(client, world["alice"], activity["id"]), 409, "ALREADY_SIGNED_UP")
     assert_error(sign_up(client, world["bob"], activity["id"]), 409, "ACTIVITY_FULL")
     assert_error(sign_up(client, world["bob"], "act_unknown"), 404, "NOT_FOUND")
     assert_error(client.http.delete(f"/v1/activities/{activity['id']}/signup", headers=world["bob"]), 404, "NOT_FOUND")
-    assert db_snapshot(skip=AUDIT) == before
+    assert db_snapshot() == before
     # the place comes back, and the one who gave it up may take it again
     assert client.http.delete(f"/v1/activities/{activity['id']}/signup", headers=world["alice"]).status_code == 204
     assert sign_up(client, world["bob"], activity["id"]).status_code == 201
     assert client.http.delete(f"/v1/activities/{activity['id']}/signup", headers=world["bob"]).status_code == 204
     assert sign_up(client, world["alice"], activity["id"]).status_code == 201
     times.at(START + timedelta(minutes=1))
-    before = db_snapshot(skip=AUDIT)
+    before = db_snapshot()
     assert_error(client.http.delete(f"/v1/activities/{activity['id']}/signup", headers=world["alice"]),
                  409, "INVALID_STATE")
-    assert db_snapshot(skip=AUDIT) == before
+    assert db_snapshot() == before
     times.at(END + timedelta(minutes=1))
     assert close(client, activity["id"]).status_code == 200
-    before = db_snapshot(skip=AUDIT)
+    before = db_snapshot()
     assert_error(sign_up(client, world["bob"], activity["id"]), 409, "INVALID_STATE")
-    assert db_snapshot(skip=AUDIT) == before
+    assert db_snapshot() == before
     ledger_ok(client)
 
 
@@ -179,7 +176,7 @@ def test_check_in_and_out_with_the_rotating_code(world):
     assert sign_up(client, world["alice"], aid).status_code == 201
     times.at(START - timedelta(hours=1))   # too early to check in
     early_code = code_of(client, aid)
-    before = db_snapshot(skip=AUDIT)
+    before = db_snapshot()
     assert_error(check(client, world["alice"], aid, "check-in", early_code), 409, "INVALID_STATE")
     times.at(START - timedelta(minutes=10))
     shown = client.http.get(f"/v1/admin/activities/{aid}/code", headers=world["admin"]).json_body
@@ -195,7 +192,7 @@ def test_check_in_and_out_with_the_rotating_code(world):
     assert_error(check(client, world["alice"], aid, "check-out", shown["code"]), 409, "INVALID_STATE")
     assert_error(client.http.post(f"/v1/activities/{aid}/check-in", headers=world["alice"], body="{}"),
                  400, "VALIDATION_ERROR")
-    assert db_snapshot(skip=AUDIT) == before
+    assert db_snapshot() == before
     # the code read just before it rotated still works in the next window
     times.advance(minutes=10)
     checked_in = check(client, world["alice"], aid, "check-in", shown["code"])
@@ -207,9 +204,9 @@ def test_check_in_and_out_with_the_rotating_code(world):
     out = check(client, world["alice"], aid, "check-out", code_of(client, aid))
     assert out.status_code == 200 and out.json_body["status"] == "checked_out"
     assert client.http.get(f"/v1/activities/{aid}", headers=world["alice"]).json_body["my_status"] == "checked_out"
-    before = db_snapshot(skip=AUDIT)
+    before = db_snapshot()
     assert_error(check(client, world["alice"], aid, "check-in", code_of(client, aid)), 409, "INVALID_STATE")
-    assert db_snapshot(skip=AUDIT) == before
+    assert db_snapshot() == before
     ledger_ok(client)
 
 
@@ -223,9 +220,9 @@ def test_close_pays_attendance_once_from_issuance_to_personal_accounts(world, cl
     dave, _ = verified_resident(client, "act-dave", building="5", room="104")
     for headers in (world["alice"], world["bob"], carol, dave):
         assert sign_up(client, headers, aid).status_code == 201
-    before = db_snapshot(skip=AUDIT)
+    before = db_snapshot()
     assert_error(close(client, aid), 409, "INVALID_STATE")   # not started yet
-    assert db_snapshot(skip=AUDIT) == before
+    assert db_snapshot() == before
     # alice: all of it (early arrival not counted) → 120; bob: 1 h 40 → 1 h 30 → 90; carol: 10 min
     # → 0 (nothing paid); dave: checked in, never out → 0
     attend(client, times, world["alice"], aid, START - timedelta(minutes=20), END + timedelta(minutes=30))
@@ -245,9 +242,9 @@ def test_close_pays_attendance_once_from_issuance_to_personal_accounts(world, cl
     mine = client.http.get(f"/v1/activities/{aid}", headers=world["bob"]).json_body
     assert (mine["status"], mine["my_award_minutes"], mine["awarded"], mine["minutes_total"]) == ("closed", 90, 2, 210)
     # closing again returns the same and pays nothing more
-    before = db_snapshot(skip=AUDIT)
+    before = db_snapshot()
     assert close(client, aid).json_body == closed.json_body
-    assert db_snapshot(skip=AUDIT) == before
+    assert db_snapshot() == before
     assert_error(check(client, dave, aid, "check-out", "123456"), 409, "INVALID_STATE")
     assert_error(client.http.get(f"/v1/admin/activities/{aid}/code", headers=world["admin"]), 409, "INVALID_STATE")
     assert_error(close(client, "act_unknown"), 404, "NOT_FOUND")

@@ -130,3 +130,13 @@ def test_proxy_acts_are_audited_with_the_member_and_seen_by_the_household(client
     own = {**body, "on_behalf_of": None}
     assert client.http.post("/v1/requests", body=as_json(own), headers=json_headers(headers, "own-1")).status_code == 201
     assert len(_entries(client, "?action=request.post")["items"]) == 1
+
+
+def test_my_audit_needs_a_registration_and_a_valid_cursor(client):
+    assert_error(client.http.get("/v1/residents/me/audit", headers=login(client, "audited-unregistered")),
+                 403, "NOT_REGISTERED")
+    headers, _ = register(client, "audited-cursor", room="909")
+    body = assert_error(client.http.get("/v1/residents/me/audit?cursor=eyJ4IjoxfQ", headers=headers),
+                        400, "VALIDATION_ERROR")
+    assert "cursor" in body["details"]["fields"]
+    assert client.http.get("/v1/residents/me/audit", headers=headers).json_body == {"items": [], "next_cursor": None}

@@ -64,10 +64,10 @@ def test_a_settlement_is_reversed_once_and_both_parties_see_it(world):
     (post_reversal,) = [t for t in ann_statement if t["kind"] == "reversal"]
     assert post_reversal["reverses"].endswith(".post")
     # never twice: 409, nothing written, and the other leg cannot be reversed on its own
-    before = db_snapshot()
+    before = db_snapshot(audit=True)
     assert_error(reverse(client, payout["id"]), 409, "ALREADY_REVERSED")
     assert_error(reverse(client, post_reversal["reverses"]), 409, "ALREADY_REVERSED")
-    assert db_snapshot() == before
+    assert db_snapshot(audit=True) == before
     entries = client.http.get("/v1/admin/audit?action=transfer.reverse", headers=admin_headers(client)).json_body
     (entry,) = entries["items"]
     assert entry["target"] == {"transfer_id": payout["id"]} and entry["reason"] == "重复结算"
@@ -78,10 +78,10 @@ def test_a_reversal_the_receiver_cannot_cover_is_refused(world):
     spent = client.http.post("/v1/transfers", headers=json_headers(ben_h, "rev-spend"),
                              body=as_json({"to": {"pool": True}, "from": "resident", "amount": 50}))
     assert spent.status_code == 201, spent.body
-    before = db_snapshot()
+    before = db_snapshot(audit=True)
     body = assert_error(reverse(client, world["payout"]["id"]), 422, "INSUFFICIENT_CREDITS")
     assert body["details"]["account"].startswith("resident:")
-    assert db_snapshot() == before   # no reversal, no audit entry
+    assert db_snapshot(audit=True) == before   # no reversal, no audit entry
 
 
 def test_a_plain_transfer_is_reversed(world):
@@ -98,7 +98,7 @@ def test_bad_input_and_forbidden_callers(world):
     client, payout = world["client"], world["payout"]
     admin = admin_headers(client)
     path = f"/v1/admin/transfers/{payout['id']}/reverse"
-    before = db_snapshot()
+    before = db_snapshot(audit=True)
     for body, field in (({}, "reason"), ({"reason": ""}, "reason"), ({"reason": "x" * 201}, "reason"),
                         ({"reason": "ok", "amount": 3}, "amount")):
         error = assert_error(client.http.post(path, body=as_json(body), headers=admin), 400, "VALIDATION_ERROR")
@@ -109,7 +109,7 @@ def test_bad_input_and_forbidden_callers(world):
     assert_error(reverse(client, payout["id"], headers=world["ben_h"]), 403, "FORBIDDEN")
     assert_error(client.http.post(path, body=as_json({"reason": "x"}), headers=json_headers()), 401,
                  "UNAUTHENTICATED")
-    assert db_snapshot() == before
+    assert db_snapshot(audit=True) == before
 
 
 def test_a_hold_is_not_reversed_but_released(world):
