@@ -77,6 +77,11 @@ def reset() -> None:
     with _lock:
         _built.clear()
     get_settings.cache_clear()
+    # The revocation version is cached per process (identity.dynamo): a rebuilt world (another
+    # table, another test) must not trust the counter read from the one before.
+    from functions.identity.dynamo import forget_revocation
+
+    forget_revocation()
 
 
 def model_modules(stack: str | None = None) -> tuple[str, ...]:
