@@ -50,6 +50,7 @@ ledger-check: $(STAMP)
 import-residents: $(STAMP)
 	@test -n "$(FILE)" || (echo "usage: make import-residents COMMUNITY=<id> FILE=<xlsx|csv> [DRY_RUN=1]" && false)
 	TIMEBANK_COMMUNITY=$(COMMUNITY) $(PY) -m local.import_residents import-residents "$(FILE)" $(if $(DRY_RUN),--dry-run,)
+
 ## Re-fetch the staff dashboard's ECharts from npm and check its sha256 (the file is committed).
 vendor-echarts: $(STAMP)
 	$(PY) -m infra.echarts $(if $(CHECK),--check,)
