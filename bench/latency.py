@@ -81,7 +81,7 @@ def runtime_environment() -> dict[str, str]:
 def local_runtime(poll_interval: float, log_path: Path) -> Iterator[str]:
     """A ``python -m local.run`` subprocess; yields its API URL once it logged "ready"."""
     command = [sys.executable, "-m", "local.run", "--port", "0", "--moto-port", "0",
-               "--no-demo-residents", "--poll-interval", f"{poll_interval:g}"]
+               "--no-demo-residents", "--no-district", "--poll-interval", f"{poll_interval:g}"]
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w", encoding="utf-8") as log:
         process = subprocess.Popen(command, cwd=REPO, env=runtime_environment(), text=True,
