@@ -9,9 +9,11 @@ so duplicates do not matter either.
 Days are the community's calendar days (Asia/Shanghai). Per (day, category): posted, accepted,
 completed (settled), cancelled (cancelled or expired), minutes credited, and the exact minutes
 from posting to acceptance of each acceptance (p50/p90 are nearest-rank over a range's values:
-exact, never re-reading an order). Per day: the residents and households active that day (posted,
-accepted or settled a service, or signed up for a community activity) and the minutes each volunteer was credited. Per (month, building): the
-residents active there and the services and minutes credited to them (open data, k ≥ 5).
+exact, never re-reading an order), and the people of the category's events that day: residents
+(with their building) and households active (posted, accepted or settled a service; activity
+sign-ups have an item of their own, category ``-``) and each settlement (the volunteer's building,
+the volunteer, minutes credited). A day's people are the union over its items; a month's
+buildings (open data, k ≥ 5) the union and sums over the month's items.
 """
 from __future__ import annotations
 
