@@ -123,7 +123,7 @@ def db_snapshot(audit: bool = False) -> dict[str, list[Any]]:
             if "LastEvaluatedKey" not in page:
                 break
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-        snapshot[name] = sorted(items, key=lambda item: json.dumps(item, sort_keys=True))
+        snapshot[name] = sorted(items, key=lambda item: json.dumps(item, sort_keys=True, default=repr))  # bytes: B, BS
     return snapshot
 
 

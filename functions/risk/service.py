@@ -54,16 +54,22 @@ class RiskService:
         if not data.get("credits_paid") or not isinstance(volunteer_household, str) \
                 or not isinstance(requester_household, str) or volunteer_household == requester_household:
             return []  # nothing credited, or not between two households
-        request = self.requests.get(event.subject)
+        # The event says all the flags need (its time is the settlement's), so the request is not
+        # read; a reversal reads the settlement's transfer from the request when an admin asks.
         settlement = Settlement(
-            pair=pair_of(volunteer_household, requester_household), request_id=request.id,
-            settled_at=request.settled_at or event.occurred_at, volunteer_household_id=volunteer_household,
+            pair=pair_of(volunteer_household, requester_household), request_id=event.subject,
+            settled_at=event.occurred_at, volunteer_household_id=volunteer_household,
             requester_household_id=requester_household, volunteer_id=str(data.get("volunteer_id") or ""),
-            amount=int(data.get("credits_paid") or 0), settlement_transfer_id=request.settlement_transfer_id)
+            amount=int(data.get("credits_paid") or 0), settlement_transfer_id=None)
         self.flags.record(settlement)
         recent = self.flags.recent(settlement.pair, settlement.settled_at - self.limits.lookback)
+        # What admins reviewed only takes settlements out of a window: when the whole window
+        # raises nothing, the pair's review state need not be read.
+        findings = assess(recent, settlement, self.limits)
+        if findings:
+            findings = assess(recent, settlement, self.limits, self.flags.reviewed_through(settlement.pair))
         raised = []
-        for finding in assess(recent, settlement, self.limits, self.flags.reviewed_through(settlement.pair)):
+        for finding in findings:
             flag = self.flags.raise_or_update(finding, self.now())
             logger.info("risk flag", extra={"flag_id": flag.id, "kind": flag.kind, "count": flag.count})
             count("RiskFlagRaised")

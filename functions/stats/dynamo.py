@@ -2,37 +2,46 @@
 
 | pk                 | sk                     | what                                                      |
 |--------------------|------------------------|-----------------------------------------------------------|
-| ``day``            | ``<date>#<category>``  | posted, accepted, completed, cancelled, minutes credited (``ADD``) and the exact accept minutes (``list_append``) |
-| ``people``         | ``<date>``             | residents, households active that day (string sets), the day's credits ``<resident>:<minutes>`` |
-| ``month#<YYYY-MM>``| ``bld#<building>``     | residents active in the building, services and minutes credited to them (open data) |
-| ``texts#<week>``   | ``<category>#<key>``   | a need that is not a credit item, normalised, with its first text and count |
+| ``day``            | ``<date>#<category>``  | the one item an event adds to: posted, accepted, completed, cancelled, minutes credited (``ADD``), the exact accept minutes, the residents active (``<building>|<resident>``), households, settlements (``<building>|<volunteer>|<minutes>``) and ``ev``, the ids of the events it took. Category ``-``: activity sign-ups |
+| ``texts#<week>``   | ``<category>#<key>``   | a need that is not a credit item, normalised, with its first text, count and ``ev`` |
 | ``suggestions``    | suggestion id          | the high-frequency needs found by the weekly schedule      |
-| ``applied#<event>``| ``-``                  | the marker that an event was applied (TTL 30 days; SQS keeps a message 14 at most) |
+| ``people``, ``month#<YYYY-MM>``, ``applied#<event>`` | | the former layout (before issue 14): read, never written |
 
-An event's additions and its marker are one ``TransactWriteItems`` (at most 6 items) whose
-marker is written under ``attribute_not_exists``: a redelivered event cancels the whole
-transaction and adds nothing. A range is read with one Query per partition (``day``, ``people``)
-between two sort keys: items per day (at most one per category, one for the people), never per
-order. Every event writes the ``day`` and ``people`` partitions: one community's events are far
-below a partition's 1,000 writes per second.
+Each event is one conditional ``UpdateItem`` of its (day, category) item — the additions and
+the event's id in the same item, under ``NOT contains(ev, :id)`` — not a transaction of a
+marker and four aggregates: 1 WRU per KB instead of 2 per KB per item. A redelivery fails the
+condition and adds nothing. A posted need that is not a credit item also adds to its week's text
+item, which keeps its own ids: a crash between the two writes is repaired by the redelivery
+(the item that has the id refuses it, the other takes it). The item an event adds to is a
+function of the event (its community day and category), so every copy of an event meets the
+same ``ev``; an id is kept as 12 bytes of its SHA-256 (a collision among the ≤ 10⁴ events of
+one item: ~10⁻²⁰). A range is read with one Query of the ``day`` partition between two sort keys
+(items per day and category, never per order), plus one of the former ``people`` partition.
+
+Items written before issue 14 (the marker in ``applied#<event>``, counters without ``ev``) are
+told apart by the condition ``attribute_exists(ev) OR attribute_not_exists(pk)``: the first event
+into such an item after the upgrade, and every later one (the item keeps ``legacy``), asks the
+old marker first, so an event applied by the old code and redelivered after the upgrade is not
+added twice. Only the items of the upgrade's day (and redeliveries older than it) pay that read.
 """
 from __future__ import annotations
 
-from datetime import date, timedelta
+import hashlib
+from datetime import date
 from typing import Any, Iterable
 
-from pynamodb.attributes import ListAttribute, NumberAttribute, UnicodeAttribute, UnicodeSetAttribute
-from pynamodb.exceptions import DoesNotExist, TransactWriteError, UpdateError
+from pynamodb.attributes import (BinarySetAttribute, ListAttribute, NumberAttribute, UnicodeAttribute,
+                                 UnicodeSetAttribute)
+from pynamodb.exceptions import DoesNotExist, UpdateError
 from pynamodb.models import Model
 
-from functions.adapters.dynamo import (cancelled_by_condition, condition_failed, epoch, make_meta, new_transaction,
-                                       retry_on_conflict, table)
+from functions.adapters.dynamo import condition_failed, make_meta, table
 from functions.core import clock
-from functions.stats.model import (COUNTERS, OPEN, BuildingMonth, Contribution, DayCategory, DayPeople, NeedText,
-                                   Suggestion, ACCEPTED_STATUS)
+from functions.stats.model import (COUNTERS, OPEN, BuildingMonth, Contribution, DayCategory, DayItem, DayPeople,
+                                   NeedText, Suggestion, ACCEPTED_STATUS, normalise)
 
-MARKER_RETENTION = timedelta(days=30)
 _HIGH = "\uffff"
+_SEP = "|"
 
 
 @table
@@ -46,10 +55,16 @@ class StatsItem(Model):
     cancelled = NumberAttribute(null=True)
     minutes_credited = NumberAttribute(null=True)
     accept_minutes = ListAttribute(of=NumberAttribute, null=True)
+    active = UnicodeSetAttribute(null=True)
+    settled = ListAttribute(of=UnicodeAttribute, null=True)
+    ev = BinarySetAttribute(null=True, legacy_encoding=False)
+    legacy = NumberAttribute(null=True)
+    # the former layout (people, month#<m>), read only
     residents = UnicodeSetAttribute(null=True)
     households = UnicodeSetAttribute(null=True)
     credits = ListAttribute(of=UnicodeAttribute, null=True)
     services = NumberAttribute(null=True)
+    # texts, suggestions
     text = UnicodeAttribute(null=True)
     count = NumberAttribute(null=True)
     category = UnicodeAttribute(null=True)
@@ -61,50 +76,48 @@ class StatsItem(Model):
     expires_at = NumberAttribute(null=True)
 
 
+def event_key(event_id: str) -> bytes:
+    return hashlib.sha256(event_id.encode()).digest()[:12]
+
+
 def _append(attribute: Any, values: list[Any]) -> Any:
     return attribute.set((attribute | []).append(values))
 
 
 def _writes(c: Contribution) -> dict[tuple[str, str], list[Any]]:
-    """The update actions of one contribution, by item."""
-    writes: dict[tuple[str, str], list[Any]] = {}
-    if c.category and (c.counts or c.accept_minutes is not None):
-        actions = [getattr(StatsItem, name).add(value) for name, value in c.counts.items() if name in COUNTERS]
-        if c.accept_minutes is not None:
-            actions.append(_append(StatsItem.accept_minutes, [c.accept_minutes]))
-        writes[("day", f"{c.day}#{c.category}")] = actions
-    people: list[Any] = []
-    if c.residents:
-        people.append(StatsItem.residents.add(set(c.residents)))
+    """The update actions of one contribution, by item: its (day, category) item, always (even
+    with nothing to add, so a redelivery is told apart), and its week's text item."""
+    actions = [getattr(StatsItem, name).add(value) for name, value in c.counts.items() if name in COUNTERS]
+    if c.accept_minutes is not None:
+        actions.append(_append(StatsItem.accept_minutes, [c.accept_minutes]))
+    if c.active:
+        actions.append(StatsItem.active.add({f"{b}{_SEP}{r}" for b, r in c.active}))
     if c.households:
-        people.append(StatsItem.households.add(set(c.households)))
-    if c.credit:
-        people.append(_append(StatsItem.credits, [f"{c.credit[0]}:{c.credit[1]}"]))
-    if people:
-        writes[("people", c.day)] = people
-    for building, residents in c.building_residents.items():
-        writes.setdefault((f"month#{c.month}", f"bld#{building}"), []).append(StatsItem.residents.add(set(residents)))
-    if c.building_services:
-        building, minutes = c.building_services
-        actions = writes.setdefault((f"month#{c.month}", f"bld#{building}"), [])
-        actions.append(StatsItem.services.add(1))
-        if minutes:
-            actions.append(StatsItem.minutes_credited.add(minutes))
+        actions.append(StatsItem.households.add(set(c.households)))
+    if c.settlement:
+        building, volunteer, minutes = c.settlement
+        actions.append(_append(StatsItem.settled, [f"{building}{_SEP}{volunteer}{_SEP}{minutes}"]))
+    writes = {("day", f"{c.day}#{c.item_category}"): actions}
     if c.need_text:
-        from functions.stats.model import normalise
-
         writes[(f"texts#{c.week}", f"{c.category}#{normalise(c.need_text)}")] = [
             StatsItem.count.add(1), StatsItem.text.set(StatsItem.text | c.need_text),
             StatsItem.category.set(c.category or "")]
     return writes
 
 
-def _day(item: StatsItem) -> DayCategory:
+def _day(item: StatsItem) -> DayItem:
     day, category = item.sk.split("#", 1)
-    return DayCategory(day, category, posted=int(item.posted or 0), accepted=int(item.accepted or 0),
-                       completed=int(item.completed or 0), cancelled=int(item.cancelled or 0),
-                       minutes_credited=int(item.minutes_credited or 0),
-                       accept_minutes=tuple(int(m) for m in item.accept_minutes or ()))
+    counted = any(getattr(item, name) is not None for name in COUNTERS)
+    counts = DayCategory(day, category, posted=int(item.posted or 0), accepted=int(item.accepted or 0),
+                         completed=int(item.completed or 0), cancelled=int(item.cancelled or 0),
+                         minutes_credited=int(item.minutes_credited or 0),
+                         accept_minutes=tuple(int(m) for m in item.accept_minutes or ())) if counted else None
+    active = frozenset(tuple(entry.rsplit(_SEP, 1)) for entry in item.active or ())
+    settled = []
+    for entry in item.settled or ():
+        building, volunteer, minutes = entry.rsplit(_SEP, 2)
+        settled.append((building, volunteer, int(minutes)))
+    return DayItem(day, category, counts, active, frozenset(item.households or ()), tuple(settled))  # type: ignore[arg-type]
 
 
 def _people(item: StatsItem) -> DayPeople:
@@ -123,31 +136,57 @@ def _suggestion(item: StatsItem) -> Suggestion:
 
 class DynamoStatsStore:
     def apply(self, contribution: Contribution) -> bool:
-        writes = _writes(contribution)
-        marker = StatsItem(f"applied#{contribution.event_id}", "-",
-                           expires_at=epoch(clock.now() + MARKER_RETENTION))
+        key = event_key(contribution.event_id)
+        added = False
+        for (pk, sk), actions in _writes(contribution).items():
+            added = self._add(pk, sk, actions, key, contribution.event_id) or added
+        return added
 
-        def attempt() -> bool:
-            with new_transaction() as transaction:
-                transaction.save(marker, condition=StatsItem.pk.does_not_exist())
-                for (pk, sk), actions in writes.items():
-                    transaction.update(StatsItem(pk, sk), actions=actions)
-            return True
-
+    def _add(self, pk: str, sk: str, actions: list[Any], key: bytes, event_id: str) -> bool:
+        """One item takes the event once: False when it holds the id (or, written before issue
+        14, the event's old marker exists)."""
+        item = StatsItem(pk, sk)
+        took = StatsItem.ev.add({key})
+        fresh = ~StatsItem.ev.contains(key) & StatsItem.legacy.does_not_exist() & (
+            StatsItem.ev.exists() | StatsItem.pk.does_not_exist())
         try:
-            return retry_on_conflict(attempt)
-        except TransactWriteError as error:
-            if cancelled_by_condition(error):
-                return False  # applied before: a redelivery
+            item.update(actions=[*actions, took], condition=fresh)
+            return True
+        except UpdateError as error:
+            if not condition_failed(error):
+                raise
+        # Refused: the id is there (a redelivery), or the item is of the former layout.
+        try:
+            current = StatsItem.get(pk, sk, consistent_read=True)
+        except DoesNotExist:
+            current = None
+        if current is not None and key in (current.ev or set()):
+            return False
+        if self._old_marker(event_id):
+            return False
+        try:
+            item.update(actions=[*actions, took, StatsItem.legacy.set(1)], condition=~StatsItem.ev.contains(key))
+            return True
+        except UpdateError as error:
+            if condition_failed(error):
+                return False  # taken meanwhile by a concurrent copy
             raise
 
-    def days(self, start: date, end: date) -> list[DayCategory]:
+    @staticmethod
+    def _old_marker(event_id: str) -> bool:
+        try:
+            StatsItem.get(f"applied#{event_id}", "-", consistent_read=True)
+            return True
+        except DoesNotExist:
+            return False
+
+    def days(self, start: date, end: date) -> list[DayItem]:
         return [_day(i) for i in StatsItem.query("day", StatsItem.sk.between(start.isoformat(), f"{end}#{_HIGH}"))]
 
-    def people(self, start: date, end: date) -> list[DayPeople]:
+    def earlier_people(self, start: date, end: date) -> list[DayPeople]:
         return [_people(i) for i in StatsItem.query("people", StatsItem.sk.between(start.isoformat(), end.isoformat()))]
 
-    def buildings(self, month: str) -> list[BuildingMonth]:
+    def earlier_buildings(self, month: str) -> list[BuildingMonth]:
         return [BuildingMonth(month, i.sk[len("bld#"):], frozenset(i.residents or ()), int(i.services or 0),
                               int(i.minutes_credited or 0)) for i in StatsItem.query(f"month#{month}")]
 

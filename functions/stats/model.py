@@ -2,15 +2,18 @@
 aggregates of a range become the figures admins and the public see.
 
 Every figure is a sum (or a union of sets) of per-event contributions, so the order in which
-events arrive does not matter; each event is applied once by its id (the store writes the
-applied-marker in the transaction of the aggregate update), so duplicates do not matter either.
+events arrive does not matter; each event is applied once by its id (the one aggregate item an
+event adds to keeps the ids it took, and refuses an id it holds in the same conditional write),
+so duplicates do not matter either.
 
 Days are the community's calendar days (Asia/Shanghai). Per (day, category): posted, accepted,
 completed (settled), cancelled (cancelled or expired), minutes credited, and the exact minutes
 from posting to acceptance of each acceptance (p50/p90 are nearest-rank over a range's values:
-exact, never re-reading an order). Per day: the residents and households active that day (posted,
-accepted or settled a service, or signed up for a community activity) and the minutes each volunteer was credited. Per (month, building): the
-residents active there and the services and minutes credited to them (open data, k ≥ 5).
+exact, never re-reading an order), and the people of the category's events that day: residents
+(with their building) and households active (posted, accepted or settled a service; activity
+sign-ups have an item of their own, category ``-``) and each settlement (the volunteer's building,
+the volunteer, minutes credited). A day's people are the union over its items; a month's
+buildings (open data, k ≥ 5) the union and sums over the month's items.
 """
 from __future__ import annotations
 
@@ -45,6 +48,7 @@ TOP_VOLUNTEERS = 10
 K_ANONYMITY = 5
 OTHER_GROUP = "其他"
 UNKNOWN_BUILDING = "未知"
+NO_CATEGORY = "-"            # the (day, category) item of a day's activity sign-ups
 
 
 def community_day(at: datetime) -> str:
@@ -80,6 +84,24 @@ class Contribution:
     @property
     def week(self) -> str:
         return week_of(self.day)
+
+    @property
+    def item_category(self) -> str:
+        """The category of the (day, category) item this event adds to; activity sign-ups have none."""
+        return self.category or NO_CATEGORY
+
+    @property
+    def active(self) -> frozenset[tuple[str, str]]:
+        """(building, resident) of every resident active by this event."""
+        return frozenset((b, r) for b, residents in self.building_residents.items() for r in residents)
+
+    @property
+    def settlement(self) -> tuple[str, str, int] | None:
+        """(volunteer's building, volunteer or "", minutes credited) of a settlement."""
+        if self.building_services is None:
+            return None
+        building, minutes = self.building_services
+        return building, self.credit[0] if self.credit else "", minutes
 
 
 def _str(data: Mapping[str, Any], key: str) -> str | None:
@@ -179,6 +201,46 @@ class BuildingMonth:
     residents: frozenset[str] = frozenset()
     services: int = 0
     minutes_credited: int = 0
+
+
+@dataclass(frozen=True)
+class DayItem:
+    """One (day, category) aggregate as stored: the category's counters that day (None when no
+    event of it counted anything: a day's activity sign-ups, a released need) and the people
+    and settlements of its events, from which the day's people and the month's buildings are
+    the unions and sums."""
+    day: str
+    category: str
+    counts: DayCategory | None = None
+    active: frozenset[tuple[str, str]] = frozenset()     # (building, resident)
+    households: frozenset[str] = frozenset()
+    settlements: tuple[tuple[str, str, int], ...] = ()  # (building, volunteer or "", minutes)
+
+    @property
+    def people(self) -> DayPeople:
+        return DayPeople(self.day, frozenset(r for _, r in self.active), self.households,
+                         tuple((v, m) for _, v, m in self.settlements if v and m))
+
+
+def buildings_of(month: str, items: Iterable[DayItem], earlier: Iterable[BuildingMonth] = ()) -> list[BuildingMonth]:
+    """Per building of ``month``: its residents active, services and minutes credited to them
+    (``earlier``: what the former per-month items hold, merged in)."""
+    merged: dict[str, list[Any]] = {}
+    for b in earlier:
+        entry = merged.setdefault(b.building, [set(), 0, 0])
+        entry[0] |= b.residents
+        entry[1] += b.services
+        entry[2] += b.minutes_credited
+    for item in items:
+        if not item.day.startswith(month):
+            continue
+        for building, resident in item.active:
+            merged.setdefault(building, [set(), 0, 0])[0].add(resident)
+        for building, _, minutes in item.settlements:
+            entry = merged.setdefault(building, [set(), 0, 0])
+            entry[1] += 1
+            entry[2] += minutes
+    return [BuildingMonth(month, b, frozenset(r), s, m) for b, (r, s, m) in sorted(merged.items())]
 
 
 def percentile(values: Sequence[int], q: int) -> int | None:

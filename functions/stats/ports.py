@@ -5,20 +5,23 @@ from __future__ import annotations
 from datetime import date
 from typing import Iterable, Mapping, Protocol
 
-from functions.stats.model import BuildingMonth, Contribution, DayCategory, DayPeople, NeedText, Suggestion
+from functions.stats.model import BuildingMonth, Contribution, DayItem, DayPeople, NeedText, Suggestion
 
 
 class StatsStore(Protocol):
     def apply(self, contribution: Contribution) -> bool:
-        """Add ``contribution`` and write its event's applied-marker in one transaction; False
-        (and nothing added) when the event was applied before."""
+        """Add ``contribution`` to its (day, category) item (and its need text to the week's
+        texts), each item refusing an event id it holds already; False (nothing added) when
+        every item had the event before."""
 
-    def days(self, start: date, end: date) -> list[DayCategory]:
-        """Per (day, category) aggregates of the days, one Query."""
+    def days(self, start: date, end: date) -> list[DayItem]:
+        """The (day, category) items of the days: one Query (paged), never per order."""
 
-    def people(self, start: date, end: date) -> list[DayPeople]: ...
+    def earlier_people(self, start: date, end: date) -> list[DayPeople]:
+        """Per-day people written by the former layout (before issue 14), read with the days."""
 
-    def buildings(self, month: str) -> list[BuildingMonth]: ...
+    def earlier_buildings(self, month: str) -> list[BuildingMonth]:
+        """Per-month buildings written by the former layout (before issue 14)."""
 
     def need_texts(self, weeks: Iterable[str]) -> list[NeedText]: ...
 

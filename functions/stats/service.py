@@ -13,7 +13,7 @@ from functions.core.ids import derived_id
 from functions.core.messaging import PoisonMessage
 from functions.core.observability import count, logger
 from functions.stats.model import (ACCEPTED_STATUS, EVENT_TYPES, OPEN, SUGGESTION_WINDOW_DAYS, AlreadyAccepted,
-                                   Range, Suggestion, checked_range, cluster, contribution, frequent,
+                                   Range, Suggestion, buildings_of, checked_range, cluster, contribution, frequent,
                                    households_of, month_range, open_data, read_window, summarise, weeks_back)
 from functions.stats.ports import CreditItems, Liabilities, Names, Places, StatsStore
 
@@ -39,8 +39,9 @@ class StatsService:
     def range_stats(self, start: date, end: date) -> dict[str, Any]:
         wanted = checked_range(start, end)
         window = read_window(wanted)
-        days = self.store.days(window.start, window.end)
-        people = self.store.people(window.start, window.end)
+        items = self.store.days(window.start, window.end)
+        days = [i.counts for i in items if i.counts is not None]
+        people = [i.people for i in items] + self.store.earlier_people(window.start, window.end)
         figures = summarise(wanted, days, people, dict(self.ledger.outstanding()))
         top = figures["top_volunteers"]
         names = self.names.names_of([t["resident_id"] for t in top]) if top else {}
@@ -51,7 +52,9 @@ class StatsService:
     def month_stats(self, year: int, month: int) -> dict[str, Any]:
         span: Range = month_range(year, month)
         label = f"{year:04d}-{month:02d}"
-        return open_data(label, self.store.days(span.start, span.end), self.store.buildings(label))
+        items = self.store.days(span.start, span.end)
+        return open_data(label, [i.counts for i in items if i.counts is not None],
+                         buildings_of(label, items, self.store.earlier_buildings(label)))
 
     # --- high-frequency needs (the weekly schedule) ---------------------------------------------------
     def find_suggestions(self, window_days: int = SUGGESTION_WINDOW_DAYS) -> list[Suggestion]:

@@ -1,5 +1,6 @@
 """In-memory twin of the statistics store: the same sums and unions as the DynamoDB adapter,
-and the same all-or-nothing rule (an event whose marker exists adds nothing)."""
+and the same rule (the item an event adds to keeps its id and refuses it again; a need's text
+item keeps its own)."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -7,57 +8,53 @@ from datetime import date
 from typing import Iterable
 
 from functions.stats.model import (ACCEPTED_STATUS, COUNTERS, OPEN, BuildingMonth, Contribution, DayCategory,
-                                   DayPeople, NeedText, Suggestion, normalise)
+                                   DayItem, DayPeople, NeedText, Suggestion, normalise)
 
 
 class InMemoryStatsStore:
     def __init__(self) -> None:
-        self.applied: set[str] = set()
-        self.day_items: dict[tuple[str, str], DayCategory] = {}
-        self.people_items: dict[str, DayPeople] = {}
-        self.building_items: dict[tuple[str, str], BuildingMonth] = {}
+        self.day_ids: dict[tuple[str, str], set[str]] = {}
+        self.text_ids: dict[tuple[str, str, str], set[str]] = {}
+        self.day_items: dict[tuple[str, str], DayItem] = {}
         self.texts: dict[tuple[str, str, str], NeedText] = {}
         self.saved: dict[str, Suggestion] = {}
 
     def apply(self, c: Contribution) -> bool:
-        if c.event_id in self.applied:
-            return False
-        self.applied.add(c.event_id)
-        if c.category and (c.counts or c.accept_minutes is not None):
-            item = self.day_items.get((c.day, c.category), DayCategory(c.day, c.category))
-            changes = {n: getattr(item, n) + v for n, v in c.counts.items() if n in COUNTERS}
-            if c.accept_minutes is not None:
-                changes["accept_minutes"] = item.accept_minutes + (c.accept_minutes,)
-            self.day_items[(c.day, c.category)] = replace(item, **changes)
-        if c.residents or c.households or c.credit:
-            item = self.people_items.get(c.day, DayPeople(c.day))
-            self.people_items[c.day] = replace(item, residents=item.residents | c.residents,
-                                               households=item.households | c.households,
-                                               credits=item.credits + ((c.credit,) if c.credit else ()))
-        for building, residents in c.building_residents.items():
-            item = self.building_items.get((c.month, building), BuildingMonth(c.month, building))
-            self.building_items[(c.month, building)] = replace(item, residents=item.residents | residents)
-        if c.building_services:
-            building, minutes = c.building_services
-            item = self.building_items.get((c.month, building), BuildingMonth(c.month, building))
-            self.building_items[(c.month, building)] = replace(item, services=item.services + 1,
-                                                               minutes_credited=item.minutes_credited + minutes)
+        added = False
         if c.need_text:
             key = (c.week, c.category or "", normalise(c.need_text))
-            found = self.texts.get(key)
-            self.texts[key] = NeedText(key[1], key[2], found.text if found else c.need_text,
-                                       (found.count if found else 0) + 1)
+            if c.event_id not in self.text_ids.setdefault(key, set()):
+                self.text_ids[key].add(c.event_id)
+                found = self.texts.get(key)
+                self.texts[key] = NeedText(key[1], key[2], found.text if found else c.need_text,
+                                           (found.count if found else 0) + 1)
+                added = True
+        key2 = (c.day, c.item_category)
+        if c.event_id in self.day_ids.setdefault(key2, set()):
+            return added
+        self.day_ids[key2].add(c.event_id)
+        item = self.day_items.get(key2, DayItem(c.day, c.item_category))
+        counts = item.counts
+        if any(n in COUNTERS for n in c.counts) or c.accept_minutes is not None:
+            counts = counts or DayCategory(c.day, c.item_category)
+            changes = {n: getattr(counts, n) + v for n, v in c.counts.items() if n in COUNTERS}
+            if c.accept_minutes is not None:
+                changes["accept_minutes"] = counts.accept_minutes + (c.accept_minutes,)
+            counts = replace(counts, **changes)
+        self.day_items[key2] = replace(item, counts=counts, active=item.active | c.active,
+                                       households=item.households | c.households,
+                                       settlements=item.settlements + ((c.settlement,) if c.settlement else ()))
         return True
 
-    def days(self, start: date, end: date) -> list[DayCategory]:
+    def days(self, start: date, end: date) -> list[DayItem]:
         return sorted((d for (day, _), d in self.day_items.items() if start.isoformat() <= day <= end.isoformat()),
                       key=lambda d: (d.day, d.category))
 
-    def people(self, start: date, end: date) -> list[DayPeople]:
-        return [p for day, p in sorted(self.people_items.items()) if start.isoformat() <= day <= end.isoformat()]
+    def earlier_people(self, start: date, end: date) -> list[DayPeople]:
+        return []  # the former layout never existed here
 
-    def buildings(self, month: str) -> list[BuildingMonth]:
-        return [b for (m, _), b in sorted(self.building_items.items()) if m == month]
+    def earlier_buildings(self, month: str) -> list[BuildingMonth]:
+        return []
 
     def need_texts(self, weeks: Iterable[str]) -> list[NeedText]:
         wanted = set(weeks)
@@ -83,8 +80,10 @@ class InMemoryStatsStore:
 
     def state(self) -> tuple:
         """Everything the store holds, order-free: what two deliveries must agree on."""
-        return (sorted(self.applied),
-                sorted((k, replace(v, accept_minutes=tuple(sorted(v.accept_minutes))))
-                       for k, v in self.day_items.items()),
-                sorted((k, replace(v, credits=tuple(sorted(v.credits)))) for k, v in self.people_items.items()),
-                sorted(self.building_items.items()), sorted(self.texts.items()))
+        def order_free(item: DayItem) -> DayItem:
+            counts = item.counts and replace(item.counts, accept_minutes=tuple(sorted(item.counts.accept_minutes)))
+            return replace(item, counts=counts, settlements=tuple(sorted(item.settlements)))
+
+        return (sorted((k, sorted(v)) for k, v in self.day_ids.items()),
+                sorted((k, sorted(v)) for k, v in self.text_ids.items()),
+                sorted((k, order_free(v)) for k, v in self.day_items.items()), sorted(self.texts.items()))

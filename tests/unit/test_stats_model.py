@@ -11,7 +11,7 @@ from functions.core.errors import NotFound
 from functions.core.events import new_event
 from functions.core.messaging import PoisonMessage
 from functions.stats.model import (OTHER_GROUP, AlreadyAccepted, BuildingMonth, NeedText, checked_range, cluster,
-                                   k_anonymous_groups, normalise, percentile, similarity, top10_share)
+                                   buildings_of, k_anonymous_groups, normalise, percentile, similarity, top10_share)
 from functions.stats.service import StatsService
 from tests.fakes.stats import InMemoryStatsStore
 
@@ -166,4 +166,6 @@ def test_an_activity_sign_up_makes_its_participant_active_without_a_service_figu
     figures = service.range_stats(date(2026, 12, 1), date(2026, 12, 1))
     assert figures["by_day"] == []
     assert (figures["active_residents"], figures["active_households"]) == (1, 1)
-    assert service.store.buildings("2026-12")[0].building == "2"
+    assert [(g["group"], g["active_residents"]) for g in service.month_stats(2026, 12)["groups"]] == []  # k ≥ 5
+    assert [b.building for b in buildings_of("2026-12", service.store.days(date(2026, 12, 1), date(2026, 12, 1)))] \
+        == ["2"]
