@@ -2,15 +2,25 @@
 
 Two tables:
 
-- ``ledger-transfers``: one item per transfer, key ``id``. Two global secondary indexes make a
-  statement a Query, never a Scan: ``by-debit`` (debit_account, sort_key) and ``by-credit``
-  (credit_account, sort_key); ``sort_key`` is "<UTC time to µs>#<id>". The indexes carry the
-  logical account (``pool``, not ``pool#3``), so a sharded account's statement is one Query per
-  side too. A hold's status lives on its item, so the statement always shows its current
-  status (pending → posted / voided) without another read. Keying the indexes on the logical
-  account puts all of ``issuance``'s statement entries in one index partition; its write rate
-  (one entry per grant) is far below a partition's 1,000 WCU/s, and sharding the index key
-  would cost a Query per shard on every statement.
+- ``ledger-transfers``: one item per transfer, key ``id``. Three global secondary indexes, so a
+  statement and the daily check are Queries, never a Scan (``sort_key`` is
+  "<UTC time to µs>#<id>" in all three):
+
+  - ``by-debit`` (debit_key, sort_key) and ``by-credit`` (credit_key, sort_key): the statement
+    of an account. The key is the account's *physical* id (``pool#3``, ``household:hh_1``), so
+    the entries of a sharded system account spread over its shards' partitions and its
+    statement merges one Query per shard and side (``statement_keys``). The escrow's side has
+    no entry at all (sparse: no ``debit_key``/``credit_key``): every order writes three
+    transfers through the escrow, and their escrow-side entries were a third of the ledger's
+    index writes and one hot partition; the escrow's statement (an admin's view) is read from
+    ``by-time`` instead. A hold's status lives on its item and is projected (ALL), so a
+    statement shows its current status without another read.
+  - ``by-time`` (time_key = "<UTC year>#<k>", sort_key): every transfer, by time, in
+    ``TIME_SHARDS`` partitions per year. The daily ledger check reads the transfers written
+    since its last checkpoint as ``TIME_SHARDS`` Queries of a sort-key range
+    (``transfers_between``) — a day's partition range, never a Scan. INCLUDE projection of the
+    immutable fields only, so resolving a hold or reversing a transfer (markers on the item)
+    writes no entry here.
 - ``ledger-balances``: one item per (physical account, asset) with the four totals and the
   stored ``available``; updates are ``ADD`` deltas under the ``available`` condition.
 - ``ledger-expiries``: credits of expiring assets, one item per (expiry day, "account#asset"),
@@ -31,17 +41,20 @@ from __future__ import annotations
 import json
 import threading
 import time
+import zlib
 from contextlib import nullcontext
 from typing import Any, Callable, Iterable, TypeVar
 
 from pynamodb.attributes import ListAttribute, NumberAttribute, UnicodeAttribute
-from pynamodb.exceptions import DoesNotExist, TransactWriteError
-from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.exceptions import DoesNotExist, PutError, TransactWriteError, UpdateError
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, IncludeProjection
 from pynamodb.models import Model
 
 from functions.adapters.dynamo import TransactWrite, make_meta, table
+from functions.ledger.accounts import UNINDEXED_ACCOUNTS, physical_id
 from functions.ledger.model import (BalanceChange, BalanceRow, BucketChange, CommitHooks, CommitRejected,
                                     ExpiringCredit, Plan, Resolution, Totals, TransferRecord)
+from functions.ledger.reconciliation import AccountState, CheckRunning
 
 T = TypeVar("T")
 
@@ -49,6 +62,23 @@ TRANSFERS_TABLE = "ledger-transfers"
 BALANCES_TABLE = "ledger-balances"
 EXPIRIES_TABLE = "ledger-expiries"
 _CONFLICT_RETRIES = 3
+# Partitions of ``by-time`` per year: every transfer of the community writes one entry there.
+# Four keep the busiest at a quarter of the transfer rate (infra/README.md "Hot partitions");
+# the check and the escrow's statement pay one Query per shard. May grow, never shrink (a
+# shrink would hide the upper shards from the check).
+TIME_SHARDS = 4
+# What the check folds and verifies: the fields a transfer never changes after its put.
+TIME_PROJECTION = ("op", "debit_account", "credit_account", "asset", "amount", "debit_shard", "credit_shard",
+                   "pending_id", "pending_amount", "reversal_of", "linked")
+
+
+def statement_key(account: str, shard: int | None) -> str | None:
+    """The statement index key of one side of a transfer (None: no entry)."""
+    return None if account in UNINDEXED_ACCOUNTS else physical_id(account, shard)
+
+
+def time_key(transfer_id: str, sort_key: str, shards: int = TIME_SHARDS) -> str:
+    return f"{sort_key[:4]}#{zlib.crc32(transfer_id.encode()) % shards}"
 
 
 class _ByDebit(GlobalSecondaryIndex):
@@ -56,7 +86,7 @@ class _ByDebit(GlobalSecondaryIndex):
         index_name = "by-debit"
         projection = AllProjection()
 
-    debit_account = UnicodeAttribute(hash_key=True)
+    debit_key = UnicodeAttribute(hash_key=True)
     sort_key = UnicodeAttribute(range_key=True)
 
 
@@ -65,7 +95,16 @@ class _ByCredit(GlobalSecondaryIndex):
         index_name = "by-credit"
         projection = AllProjection()
 
-    credit_account = UnicodeAttribute(hash_key=True)
+    credit_key = UnicodeAttribute(hash_key=True)
+    sort_key = UnicodeAttribute(range_key=True)
+
+
+class _ByTime(GlobalSecondaryIndex):
+    class Meta:
+        index_name = "by-time"
+        projection = IncludeProjection(list(TIME_PROJECTION))
+
+    time_key = UnicodeAttribute(hash_key=True)
     sort_key = UnicodeAttribute(range_key=True)
 
 
@@ -97,9 +136,13 @@ class LedgerTransferItem(Model):
     resolved_by = UnicodeAttribute(null=True)
     posted_amount = NumberAttribute(null=True)
     reversed_by = UnicodeAttribute(null=True)
+    debit_key = UnicodeAttribute(null=True)
+    credit_key = UnicodeAttribute(null=True)
+    time_key = UnicodeAttribute(null=True)
 
     by_debit = _ByDebit()
     by_credit = _ByCredit()
+    by_time = _ByTime()
 
 
 @table
@@ -117,26 +160,96 @@ class LedgerBalanceItem(Model):
 
 @table
 class LedgerCheckItem(Model):
-    """The latest report of the ledger check (one item; the daily schedule and the CLI overwrite it)."""
+    """What the ledger check keeps between runs, one item each:
+
+    - ``latest``: the latest report (the daily schedule and the CLI overwrite it);
+    - ``checkpoint``: the cut the check has folded up to, the per-asset totals there, the
+      transfer findings it carries and the accounts it re-verifies (``report`` holds the JSON),
+      and the lease of a running check (``lease_id``/``lease_until``);
+    - ``acct|<physical>|<asset>``: one account's totals at its last checked cut (``state``).
+    """
     Meta = make_meta("ledger-checks")
 
     check_id = UnicodeAttribute(hash_key=True)
-    checked_at = UnicodeAttribute()
-    report = UnicodeAttribute()   # JSON
+    checked_at = UnicodeAttribute(null=True)
+    report = UnicodeAttribute(null=True)   # JSON
+    state = UnicodeAttribute(null=True)    # JSON
+    cut = UnicodeAttribute(null=True)
+    lease_id = UnicodeAttribute(null=True)
+    lease_until = UnicodeAttribute(null=True)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _state_id(key: tuple[str, str]) -> str:
+    return f"acct|{key[0]}|{key[1]}"
+
+
+def _state_json(state: AccountState) -> str:
+    out: dict[str, Any] = {"t": state.through, "v": list(state.totals.as_dict().values())}
+    if state.prev_through is not None and state.prev_totals is not None:
+        out.update(pt=state.prev_through, pv=list(state.prev_totals.as_dict().values()))
+    return _dumps(out)
+
+
+def _state_from(raw: str) -> AccountState:
+    data = json.loads(raw)
+    prev = Totals(*data["pv"]) if "pv" in data else None
+    return AccountState(data["t"], Totals(*data["v"]), data.get("pt"), prev)
 
 
 class DynamoCheckReports:
+    """The ledger check's own items (``CheckReports``): reads are strongly consistent, the
+    account states go in BatchWriteItem puts (1 WRU each), the checkpoint under a lease."""
     LATEST = "latest"
+    CHECKPOINT = "checkpoint"
 
     def save(self, report: dict[str, Any]) -> None:
-        LedgerCheckItem(self.LATEST, checked_at=report["checked_at"],
-                        report=json.dumps(report, ensure_ascii=False, separators=(",", ":"))).save()
+        LedgerCheckItem(self.LATEST, checked_at=report["checked_at"], report=_dumps(report)).save()
 
     def latest(self) -> dict[str, Any] | None:
         try:
             return json.loads(LedgerCheckItem.get(self.LATEST, consistent_read=True).report)
         except LedgerCheckItem.DoesNotExist:
             return None
+
+    def begin(self, run_id: str, now: str, until: str) -> dict[str, Any] | None:
+        """Take the lease (one UpdateItem that also returns the checkpoint); ``CheckRunning``
+        while another run holds an unexpired one."""
+        item = LedgerCheckItem(self.CHECKPOINT)
+        condition = LedgerCheckItem.lease_until.does_not_exist() | (LedgerCheckItem.lease_until < now)
+        try:
+            item.update(actions=[LedgerCheckItem.lease_id.set(run_id), LedgerCheckItem.lease_until.set(until)],
+                        condition=condition)
+        except UpdateError as error:
+            if error.cause_response_code == "ConditionalCheckFailedException":
+                raise CheckRunning() from None
+            raise
+        return json.loads(item.report) if item.report else None
+
+    def account_states(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], AccountState]:
+        if not keys:
+            return {}
+        ids = {_state_id(key): key for key in keys}
+        return {ids[item.check_id]: _state_from(item.state)
+                for item in LedgerCheckItem.batch_get(list(ids), consistent_read=True)}
+
+    def save_account_states(self, states: dict[tuple[str, str], AccountState]) -> None:
+        with LedgerCheckItem.batch_write() as batch:
+            for key, state in states.items():
+                batch.save(LedgerCheckItem(_state_id(key), state=_state_json(state)))
+
+    def commit(self, checkpoint: dict[str, Any], run_id: str) -> None:
+        """Store the new checkpoint and release the lease, if this run still holds it."""
+        try:
+            LedgerCheckItem(self.CHECKPOINT, cut=checkpoint["cut"], report=_dumps(checkpoint)).save(
+                condition=LedgerCheckItem.lease_id == run_id)
+        except PutError as error:
+            if error.cause_response_code == "ConditionalCheckFailedException":
+                raise CheckRunning() from None
+            raise
 
 
 @table
@@ -163,7 +276,9 @@ def _to_item(record: TransferRecord) -> LedgerTransferItem:
         debit_shard=record.debit_shard, credit_shard=record.credit_shard, pending_id=record.pending_id,
         pending_amount=record.pending_amount, reversal_of=record.reversal_of, reason=record.reason,
         linked=list(record.linked) or None, resolved_by=record.resolved_by, posted_amount=record.posted_amount,
-        reversed_by=record.reversed_by)
+        reversed_by=record.reversed_by, debit_key=statement_key(record.debit_account, record.debit_shard),
+        credit_key=statement_key(record.credit_account, record.credit_shard),
+        time_key=time_key(record.id, record.sort_key))
 
 
 def _int_or_none(value: Any) -> int | None:
@@ -181,6 +296,17 @@ def _to_record(item: LedgerTransferItem) -> TransferRecord:
         reversal_of=item.reversal_of, reason=item.reason, linked=tuple(item.linked or ()),
         resolved_by=item.resolved_by, posted_amount=_int_or_none(item.posted_amount),
         reversed_by=item.reversed_by)
+
+
+def _to_window_record(item: LedgerTransferItem) -> TransferRecord:
+    """A ``by-time`` entry: the immutable fields (``TIME_PROJECTION``); what it does not carry
+    is left empty — the check reads markers from the transfers they are on."""
+    return TransferRecord(
+        id=item.id, op=item.op, kind="", debit_account=item.debit_account, credit_account=item.credit_account,
+        asset=item.asset, amount=int(item.amount), status="", created_at="", sort_key=item.sort_key,
+        content_hash="", debit_shard=_int_or_none(item.debit_shard), credit_shard=_int_or_none(item.credit_shard),
+        pending_id=item.pending_id, pending_amount=_int_or_none(item.pending_amount), reversal_of=item.reversal_of,
+        linked=tuple(item.linked or ()))
 
 
 def _credit(item: LedgerExpiryItem) -> ExpiringCredit:
@@ -372,15 +498,50 @@ class DynamoLedgerStore:
         items = self._io(lambda: list(LedgerBalanceItem.query(physical, consistent_read=True)))
         return {item.asset: _totals(item) for item in items}
 
-    def statement(self, account_id: str, before: str | None, limit: int) -> list[TransferRecord]:
+    def statement(self, keys: list[str], before: str | None, limit: int) -> list[TransferRecord]:
+        rows: dict[str, TransferRecord] = {}
+        for key in keys:
+            for index in (LedgerTransferItem.by_debit, LedgerTransferItem.by_credit):
+                condition = LedgerTransferItem.sort_key < before if before else None
+                for item in self._io(lambda index=index, condition=condition, key=key: list(index.query(
+                        key, range_key_condition=condition, scan_index_forward=False, limit=limit))):
+                    rows[item.id] = _to_record(item)  # a transfer between two shards of one account: once
+        return sorted(rows.values(), key=lambda record: record.sort_key, reverse=True)[:limit]
+
+    def time_statement(self, account_id: str, before: str | None, limit: int, first_year: int,
+                       last_year: int) -> list[TransferRecord]:
+        """An unindexed account's statement from ``by-time``: per year, newest first, each
+        shard's entries naming the account (a filter: the escrow is on nearly every transfer),
+        then the page's items read in full (their markers are not projected)."""
+        found: dict[str, str] = {}
+        account = (LedgerTransferItem.debit_account == account_id) | (LedgerTransferItem.credit_account == account_id)
+        for year in range(last_year, first_year - 1, -1):
+            for shard in range(TIME_SHARDS):
+                condition = LedgerTransferItem.sort_key < before if before else None
+                query = LedgerTransferItem.by_time.query(
+                    f"{year:04d}#{shard}", range_key_condition=condition, filter_condition=account,
+                    scan_index_forward=False, page_size=limit)
+                for item in self._io(lambda query=query: _first(query, limit)):
+                    found[item.id] = item.sort_key
+            if len(found) >= limit:
+                break
+        ids = sorted(found, key=found.__getitem__, reverse=True)[:limit]
+        full = self.get_transfers(ids)
+        return [full[i] for i in ids if i in full]
+
+    def transfers_between(self, since: str, until: str) -> list[TransferRecord]:
+        """Every transfer with ``since <= sort_key < until`` (``by-time``: one Query per shard
+        and year of the range; eventually consistent, as every index read)."""
         rows: list[TransferRecord] = []
-        for index in (LedgerTransferItem.by_debit, LedgerTransferItem.by_credit):
-            condition = LedgerTransferItem.sort_key < before if before else None
-            rows.extend(self._io(lambda index=index, condition=condition: [
-                _to_record(item) for item in index.query(account_id, range_key_condition=condition,
-                                                         scan_index_forward=False, limit=limit)]))
-        rows.sort(key=lambda record: record.sort_key, reverse=True)
-        return rows[:limit]
+        condition = LedgerTransferItem.sort_key.between(since, until)
+        for year in range(int(since[:4]), int(until[:4]) + 1):
+            for shard in range(TIME_SHARDS):
+                rows.extend(self._io(lambda year=year, shard=shard: [
+                    _to_window_record(item) for item in LedgerTransferItem.by_time.query(
+                        f"{year:04d}#{shard}", range_key_condition=condition)
+                    if item.sort_key < until]))
+        rows.sort(key=lambda record: record.sort_key)
+        return rows
 
     def account_seen(self, account_id: str, physicals: list[str]) -> bool:
         for physical in physicals:
@@ -394,6 +555,15 @@ class DynamoLedgerStore:
     def scan_balances(self) -> Iterable[BalanceRow]:
         return self._io(lambda: [BalanceRow(i.account, i.asset, _totals(i))
                                              for i in LedgerBalanceItem.scan(consistent_read=True)])
+
+
+def _first(query: Iterable[T], limit: int) -> list[T]:
+    out = []
+    for item in query:
+        out.append(item)
+        if len(out) >= limit:
+            break
+    return out
 
 
 class _Cancelled(Exception):

@@ -12,6 +12,7 @@ from typing import Any, Iterable, Protocol
 from functions.core.caller import Caller
 from functions.ledger.accounts import Account
 from functions.ledger.model import BalanceRow, CommitHooks, ExpiringCredit, Plan, Totals, TransferRecord
+from functions.ledger.reconciliation import CheckState
 
 
 class LedgerStore(Protocol):
@@ -30,9 +31,18 @@ class LedgerStore(Protocol):
     def account_balances(self, physical: str) -> dict[str, Totals]:
         """asset -> totals of one physical account."""
 
-    def statement(self, account_id: str, before: str | None, limit: int) -> list[TransferRecord]:
-        """Up to ``limit`` transfers debiting or crediting ``account_id`` with
-        ``sort_key < before``, newest first."""
+    def statement(self, keys: list[str], before: str | None, limit: int) -> list[TransferRecord]:
+        """Up to ``limit`` transfers debiting or crediting one of the physical accounts ``keys``
+        (an account, or a sharded account's shards) with ``sort_key < before``, newest first."""
+
+    def time_statement(self, account_id: str, before: str | None, limit: int, first_year: int,
+                       last_year: int) -> list[TransferRecord]:
+        """The same for an account without statement entries (``UNINDEXED_ACCOUNTS``), from the
+        time index, years ``last_year`` down to ``first_year``."""
+
+    def transfers_between(self, since: str, until: str) -> list[TransferRecord]:
+        """Every transfer with ``since <= sort_key < until``, oldest first, with the fields a
+        transfer never changes (markers empty): what the incremental check folds."""
 
     def account_seen(self, account_id: str, physicals: list[str]) -> bool:
         """Whether the ledger has ever recorded anything for the account."""
@@ -60,13 +70,15 @@ class AccountOwners(Protocol):
         """Whether a resident or household account names someone registered."""
 
 
-class CheckReports(Protocol):
-    """Where the scheduled and command-line checks leave their reports: the admin endpoint reads
-    the latest instead of scanning the ledger inside a request."""
+class CheckReports(CheckState, Protocol):
+    """Where the scheduled and command-line checks leave their reports (the admin endpoint reads
+    the latest) and the incremental check its running state (``reconciliation.CheckState``)."""
 
     def save(self, report: dict[str, Any]) -> None: ...
 
     def latest(self) -> dict[str, Any] | None: ...
+
+
 class CrossCommunity(Protocol):
     """Transfers to another community of the district (通存通兑): the district domain implements
     it; the ledger's route hands it the validated body and the transfer id it derived from the

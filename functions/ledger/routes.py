@@ -25,6 +25,7 @@ from functions.core.web import Auth, RequestContext, json_response, page_body, r
 from functions.ledger.accounts import (POOL, RESIDENT, SYSTEM_ACCOUNTS, Account, household_account,
                                        is_account_id, parse_account, resident_account)
 from functions.ledger.model import ASSET_CODES, DEFAULT_ASSET, AlreadyReversed
+from functions.ledger.reconciliation import CheckRunning
 from functions.ledger.service import MAX_MEMO
 from functions.ledger.views import balances_view, transfer_view
 
@@ -163,13 +164,14 @@ def reverse_transfer(ctx: RequestContext, transfer_id: str) -> dict[str, Any]:
 
 
 @route(ledger_bp, "/v1/admin/ledger/check", auth=Auth.ADMIN, response="LedgerCheckReport",
-       admin_action="ledger.check")
+       admin_action="ledger.check", errors=(CheckRunning,))
 def ledger_check(ctx: RequestContext) -> dict[str, Any]:
     """The latest report of the ledger check, with the time it ran (``checked_at``).
 
-    The check reads the whole ledger, which a request must not do as the ledger grows (API
-    Gateway gives it 29 s): the daily schedule and ``make ledger-check`` write the report, this
-    reads it. Only a stack that never ran a check yet (it is small then) checks here, once."""
+    The daily schedule (incremental) and ``make ledger-check`` (the full audit) write the
+    report, this reads it. A stack that never ran a check runs the incremental one here, once:
+    Queries of the transfers since the ledger began and the balances they touched, never a Scan
+    (409 LEDGER_CHECK_RUNNING while another run holds the lease)."""
     from functions.ledger.reconciliation import run_check
 
     return bootstrap.ledger_checks().latest() or run_check(bootstrap.ledger(), bootstrap.ledger_checks())
@@ -177,8 +179,9 @@ def ledger_check(ctx: RequestContext) -> dict[str, Any]:
 
 @ledger_bp.schedule(Cron(0, 18, "*", "*", "?", "*"), name="ledger-check")
 def scheduled_ledger_check(event: Any) -> dict[str, Any]:
-    """Daily at 02:00 Beijing time: the ledger invariants, kept for the admin endpoint, as a log
-    line and metrics."""
+    """Daily at 02:00 Beijing time: the incremental ledger check (the transfers since the last
+    run and the accounts they touched; no Scan), kept for the admin endpoint, as a log line and
+    metrics."""
     from functions.ledger.reconciliation import run_check
 
     report = run_check(bootstrap.ledger(), bootstrap.ledger_checks())

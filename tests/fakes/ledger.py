@@ -2,9 +2,12 @@
 first, then applies all (the same all-or-nothing semantics as one TransactWriteItems)."""
 from __future__ import annotations
 
+import copy
 import threading
 from typing import Any, Iterable, Protocol
 
+from functions.ledger.accounts import physical_id
+from functions.ledger.reconciliation import AccountState, CheckRunning
 from functions.ledger.model import (BalanceRow, CommitHooks, CommitRejected, ExpiringCredit, Plan, Totals,
                                     TransferRecord, apply_bucket, apply_change, balance_holds, bucket_holds,
                                     resolution_holds)
@@ -91,12 +94,31 @@ class InMemoryLedgerStore:
         with self._lock:
             return {asset: totals for (account, asset), totals in self.balances.items() if account == physical}
 
-    def statement(self, account_id: str, before: str | None, limit: int) -> list[TransferRecord]:
+    def statement(self, keys: list[str], before: str | None, limit: int) -> list[TransferRecord]:
         with self._lock:
             rows = [r for r in self.transfers.values()
-                    if account_id in (r.debit_account, r.credit_account) and (before is None or r.sort_key < before)]
+                    if {physical_id(r.debit_account, r.debit_shard), physical_id(r.credit_account, r.credit_shard)}
+                    & set(keys) and (before is None or r.sort_key < before)]
         rows.sort(key=lambda r: r.sort_key, reverse=True)
         return rows[:limit]
+
+    def time_statement(self, account_id: str, before: str | None, limit: int, first_year: int,
+                       last_year: int) -> list[TransferRecord]:
+        with self._lock:
+            rows = [r for r in self.transfers.values()
+                    if account_id in (r.debit_account, r.credit_account) and (before is None or r.sort_key < before)
+                    and first_year <= int(r.sort_key[:4]) <= last_year]
+        rows.sort(key=lambda r: r.sort_key, reverse=True)
+        return rows[:limit]
+
+    def transfers_between(self, since: str, until: str) -> list[TransferRecord]:
+        # As the time index: the fields a transfer never changes, markers left empty.
+        with self._lock:
+            rows = [r.with_changes(kind="", status="", created_at="", content_hash="", memo="", actor=None,
+                                   request_id=None, reason=None, resolved_by=None, posted_amount=None,
+                                   reversed_by=None)
+                    for r in self.transfers.values() if since <= r.sort_key < until]
+        return sorted(rows, key=lambda r: r.sort_key)
 
     def account_seen(self, account_id: str, physicals: list[str]) -> bool:
         with self._lock:
@@ -113,3 +135,38 @@ class InMemoryLedgerStore:
     def scan_balances(self) -> Iterable[BalanceRow]:
         with self._lock:
             return [BalanceRow(account, asset, totals) for (account, asset), totals in self.balances.items()]
+
+
+class InMemoryCheckReports:
+    """In-memory twin of ``dynamo.DynamoCheckReports``: the reports, the checkpoint under a
+    lease, the account states."""
+
+    def __init__(self) -> None:
+        self.reports: list[dict[str, Any]] = []
+        self.checkpoint: dict[str, Any] | None = None
+        self.lease: tuple[str, str] | None = None
+        self.states: dict[tuple[str, str], AccountState] = {}
+
+    def save(self, report: dict[str, Any]) -> None:
+        self.reports.append(report)
+
+    def latest(self) -> dict[str, Any] | None:
+        return self.reports[-1] if self.reports else None
+
+    def begin(self, run_id: str, now: str, until: str) -> dict[str, Any] | None:
+        if self.lease is not None and self.lease[1] >= now:
+            raise CheckRunning()
+        self.lease = (run_id, until)
+        return copy.deepcopy(self.checkpoint)
+
+    def account_states(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], AccountState]:
+        return {key: self.states[key] for key in keys if key in self.states}
+
+    def save_account_states(self, states: dict[tuple[str, str], AccountState]) -> None:
+        self.states.update(states)
+
+    def commit(self, checkpoint: dict[str, Any], run_id: str) -> None:
+        if self.lease is None or self.lease[0] != run_id:
+            raise CheckRunning()
+        self.checkpoint = copy.deepcopy(checkpoint)
+        self.lease = None
