@@ -54,7 +54,7 @@ class MatchStore(Protocol):
 
 
 class RequestSource(Protocol):
-    def find(self, request_id: str) -> ServiceRequest | None: ...
+    def find(self, request_id: str, consistent: bool = True) -> ServiceRequest | None: ...
 
 
 class CandidateSource(Protocol):
