@@ -364,8 +364,7 @@ class _IdentityPlaces:
     and "3栋" are one building."""
 
     def building_of(self, household_id: str) -> str | None:
-        household = identity().store.get_household(household_id)
-        return household.address.normalised()[0] if household is not None else None
+        return identity().building_of(household_id)
 
 
 def volunteer_store() -> Any:
@@ -491,7 +490,10 @@ class _IdentityContacts:
 
         service = identity()
         if household_id is not None:
-            resident = service.store.get_resident(household_id, resident_id)
+            # Eventually consistent: an openid is written once, when the resident registers or
+            # takes an imported record over; a lagging read finds none, and the reminder is
+            # tried again by the next run (it claims nothing without a recipient).
+            resident = service.store.get_resident(household_id, resident_id, consistent=False)
             return resident.openid if resident is not None else None
         try:
             return service.resident(resident_id).openid

@@ -331,13 +331,13 @@ class DynamoIdentityStore:
                 tx.save(HouseholdAddressItem(address_key, household_id=household_id),
                         condition=HouseholdAddressItem.address_key.does_not_exist())
 
-    def get_resident(self, household_id: str, resident_id: str) -> Resident | None:
-        member = self.get_member(household_id, resident_id)
+    def get_resident(self, household_id: str, resident_id: str, consistent: bool = True) -> Resident | None:
+        member = self.get_member(household_id, resident_id, consistent)
         return member if isinstance(member, Resident) else None
 
-    def get_member(self, household_id: str, member_id: str) -> Member | None:
+    def get_member(self, household_id: str, member_id: str, consistent: bool = True) -> Member | None:
         try:
-            return _member(MemberItem.get(household_id, member_id, consistent_read=True))
+            return _member(MemberItem.get(household_id, member_id, consistent_read=consistent))
         except MemberItem.DoesNotExist:
             return None
 
@@ -550,9 +550,9 @@ class DynamoIdentityStore:
 
     # households
 
-    def get_household(self, household_id: str) -> Household | None:
+    def get_household(self, household_id: str, consistent: bool = True) -> Household | None:
         try:
-            record = HouseholdItem.get(household_id, consistent_read=True)
+            record = HouseholdItem.get(household_id, consistent_read=consistent)
         except HouseholdItem.DoesNotExist:
             return None
         return _household(record)

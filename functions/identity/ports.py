@@ -18,12 +18,12 @@ class IdentityStore(Protocol):
         the one registered there already, or ``household`` (new, with its address entry).
         Returns the household id the resident joined."""
 
-    def get_resident(self, household_id: str, resident_id: str) -> Resident | None: ...
+    def get_resident(self, household_id: str, resident_id: str, consistent: bool = True) -> Resident | None: ...
 
     def find_member(self, member_id: str) -> Member | None:
         """A resident or dependant by id alone (eventually consistent index read)."""
 
-    def get_member(self, household_id: str, member_id: str) -> Member | None: ...
+    def get_member(self, household_id: str, member_id: str, consistent: bool = True) -> Member | None: ...
 
     def list_members(self, household_id: str) -> list[Member]: ...
 
@@ -69,7 +69,7 @@ class IdentityStore(Protocol):
     def set_roles(self, resident: Resident, roles: frozenset[str]) -> None:
         """Store the resident's roles on the resident and its login together."""
 
-    def get_household(self, household_id: str) -> Household | None: ...
+    def get_household(self, household_id: str, consistent: bool = True) -> Household | None: ...
 
 
     def put_declaration(self, declaration: RelativeDeclaration, limit: int) -> bool:

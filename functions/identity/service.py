@@ -73,6 +73,9 @@ class IdentityConfig:
     district_id: str = ""   # 通存通兑: "" when the community belongs to no district
 
 
+MAX_BUILDINGS_KEPT = 20_000   # ~1 MB at most: ten pilot communities' households
+
+
 class IdentityService:
     def __init__(self, store: IdentityStore, ledger: StartingLedger, config: IdentityConfig,
                  now: Callable[[], datetime] = clock.now, make_id: Callable[[str], str] = new_id,
@@ -83,9 +86,29 @@ class IdentityService:
         self._now = now
         self._new_id = make_id
         self._phone_hasher = phone_hasher
+        self._buildings: dict[str, str] = {}
 
     def _phone_hash(self, phone: str) -> str | None:
         return self._phone_hasher(phone) if self._phone_hasher is not None and phone else None
+
+    # --- where households are ---------------------------------------------------------
+
+    def building_of(self, household_id: str) -> str | None:
+        """The household's normalised building ("3幢" and "3栋" are one). A household is an
+        address and its building is never rewritten, so a warm function keeps what it read
+        (matching and statistics ask about the same few thousand households over and over);
+        the read itself may be eventually consistent — a household is verified long before
+        anyone asks. A miss is not kept: the next call reads again."""
+        building = self._buildings.get(household_id)
+        if building is not None:
+            return building
+        household = self.store.get_household(household_id, consistent=False)
+        if household is None:
+            return None
+        if len(self._buildings) >= MAX_BUILDINGS_KEPT:
+            self._buildings.clear()
+        building = self._buildings[household_id] = household.address.normalised()[0]
+        return building
 
     # --- who is calling ---------------------------------------------------------------
 

@@ -2,7 +2,8 @@
 
 - ``notification-consents``  openid + template → counters (one UpdateItem per grant/consume).
 - ``notification-deliveries`` delivery key → status; the conditional put that makes a message
-  go out at most once. Expires after ``DELIVERY_RETENTION_DAYS`` (long after any retry).
+  go out at most once (``claimed``, left so when it was sent; skipped, refused and failed
+  overwrite it). Expires after ``DELIVERY_RETENTION_DAYS`` (long after any retry).
 - ``outbox``  what local stages "send": one partition (local volumes only), newest first by
   an increasing sequence; a GSI by recipient for ``?openid=``.
 """
@@ -23,7 +24,7 @@ from functions.adapters.dynamo import (checked_cursor, condition_failed as _cond
                                        index_meta, make_meta, table)
 from functions.core import clock
 from functions.core.ids import new_id
-from functions.notifications.model import (SENDING, Consent, Delivery, SendResult, SendStatus, TemplateRegistry,
+from functions.notifications.model import (CLAIMED, UNFINISHED, Consent, Delivery, SendResult, SendStatus, TemplateRegistry,
                                            wechat_data)
 
 DELIVERY_RETENTION_DAYS = 180
@@ -109,7 +110,7 @@ class DynamoDeliveryStore:
         at = clock.isoformat(delivery.created_at)
         record = DeliveryItem(
             delivery.key, template=delivery.template, recipient_id=delivery.recipient_id,
-            request_id=delivery.request_id, status=SENDING, created_at=at, updated_at=at,
+            request_id=delivery.request_id, status=CLAIMED, created_at=at, updated_at=at,
             expires_at=_epoch(delivery.created_at + timedelta(days=DELIVERY_RETENTION_DAYS)))
         try:
             record.save(condition=DeliveryItem.delivery_key.does_not_exist())
@@ -127,7 +128,7 @@ class DynamoDeliveryStore:
 
     def release(self, key: str) -> None:
         try:
-            DeliveryItem(key).delete(condition=DeliveryItem.status == SENDING)
+            DeliveryItem(key).delete(condition=DeliveryItem.status.is_in(*UNFINISHED))
         except DeleteError as error:
             if not _condition_failed(error):
                 raise

@@ -108,8 +108,11 @@ class SendResult:
     message_id: str | None = None
 
 
-# Delivery statuses as stored.
-SENDING, SENT, SKIPPED, REFUSED, FAILED = "sending", "sent", "skipped", "refused", "failed"
+# Delivery statuses as stored. A claim is written ``claimed`` and stays so when the message
+# went out (a second write per message only to say "sent" was a third of a notification's
+# cost); the other outcomes overwrite it. ``sending`` / ``sent``: claims written before.
+CLAIMED, SENDING, SENT, SKIPPED, REFUSED, FAILED = "claimed", "sending", "sent", "skipped", "refused", "failed"
+UNFINISHED = (CLAIMED, SENDING)
 
 
 class DeliveryOutcome(enum.Enum):
@@ -137,5 +140,5 @@ class Delivery:
     recipient_id: str           # a resident id (never the openid: this is what we record)
     request_id: str | None
     created_at: datetime
-    status: str = SENDING
+    status: str = CLAIMED
     errcode: int | None = None

@@ -6,7 +6,8 @@ mini-program, one message of that template may be sent to them. We keep a counte
 43101 answer (the user refused, or WeChat's count is lower than ours) sets it to zero.
 
 Every message has a delivery key (e.g. ``match#<request>#<volunteer>``). ``deliver_once``
-first claims the key with a conditional put, then consumes a consent, then sends. So a
+first claims the key with a conditional put, then consumes a consent, then sends; a message
+that went out leaves the claim as its record (``claimed``), any other outcome is written over it. So a
 duplicate event, a retried batch or a schedule firing twice can never send twice; the price is
 that a crash after the claim and before the send loses that one message (at most once — a lost
 reminder costs less than a duplicate, which would also burn a consent the user gave for later).
@@ -21,7 +22,7 @@ from typing import Callable, Iterable, Mapping
 from functions.core import clock
 from functions.core.observability import logger
 from functions.core.validation import field_error
-from functions.notifications.model import (FAILED, REFUSED, SENT, SKIPPED, TEMPLATES, Consent, Delivery,
+from functions.notifications.model import (FAILED, REFUSED, SKIPPED, TEMPLATES, Consent, Delivery,
                                            DeliveryOutcome, SendStatus)
 from functions.notifications.ports import ConsentStore, DeliveryStore, Notifier
 
@@ -67,8 +68,7 @@ class NotificationService:
             self.deliveries.release(key)
             return DeliveryOutcome.RETRY
         if result.status is SendStatus.SENT:
-            self.deliveries.finish(key, SENT, None, now)
-            return DeliveryOutcome.SENT
+            return DeliveryOutcome.SENT  # the claim stays as the record: no second write
         if result.status is SendStatus.REFUSED:
             self.consents.exhaust(openid, template, now)
             self.deliveries.finish(key, REFUSED, result.errcode, now)

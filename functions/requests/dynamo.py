@@ -33,7 +33,7 @@ from typing import Any, Iterator, Sequence
 import json
 from decimal import Decimal
 
-from pynamodb.attributes import ListAttribute, NumberAttribute, UnicodeAttribute
+from pynamodb.attributes import BooleanAttribute, ListAttribute, NumberAttribute, UnicodeAttribute
 from pynamodb.exceptions import DoesNotExist, TransactWriteError, UpdateError
 from pynamodb.expressions.update import Action
 from pynamodb.indexes import GlobalSecondaryIndex
@@ -140,6 +140,7 @@ class RequestItem(Model):
     overdue_flagged_at = UnicodeAttribute(null=True)
     no_shows = NumberAttribute(default=0)
     proxy_id = UnicodeAttribute(null=True)
+    insured = BooleanAttribute(null=True)   # only while this acceptance's record exists (absent: ask safety)
 
     by_feed = RequestByFeed()
     by_feed_category = RequestByFeedCategory()
@@ -228,17 +229,19 @@ class DynamoRequestStore:
         self.auto_confirm_after = auto_confirm_after
 
     # --- reads ------------------------------------------------------------------------------
-    def get(self, request_id: str) -> ServiceRequest:
+    def get(self, request_id: str, consistent: bool = True) -> ServiceRequest:
         if not request_id or len(request_id) > MAX_REQUEST_ID:
             raise NotFound("没有这个需求", {"request_id": request_id[:MAX_REQUEST_ID]})
         try:
-            return _from_record(RequestItem.get(request_id, consistent_read=True))
+            return _from_record(RequestItem.get(request_id, consistent_read=consistent))
         except DoesNotExist:
             raise NotFound("没有这个需求", {"request_id": request_id}) from None
 
-    def find(self, request_id: str) -> ServiceRequest | None:
+    def find(self, request_id: str, consistent: bool = True) -> ServiceRequest | None:
+        """``consistent=False`` (half the read) for callers whose next write is conditional or
+        who retry: it may miss an item written a moment ago, or show it a moment old."""
         try:
-            return self.get(request_id)
+            return self.get(request_id, consistent=consistent)
         except NotFound:
             return None
 

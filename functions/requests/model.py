@@ -248,6 +248,7 @@ class ServiceRequest:
     overdue_flagged_at: datetime | None = None  # in service long past its end, waiting for an admin
     no_shows: int = 0                  # volunteers who accepted and never came
     proxy_id: str | None = None        # 亲情代理 who posted it for the beneficiary (on_behalf_of)
+    insured: bool | None = None        # this acceptance's insurance record was written with it
 
     @property
     def booked_end(self) -> datetime:
@@ -365,7 +366,7 @@ def no_show(request: ServiceRequest, now: datetime, limits: Limits) -> dict[str,
     if limits.no_show_action == NO_SHOW_CANCEL or now >= request.booked_end:
         return {"status": CANCELLED, "reason": "志愿者未到场", "closed_by": "system", "credits_paid": 0}
     return {"status": OPEN, "volunteer_id": None, "volunteer_household_id": None, "accepted_at": None,
-            "open_until": request.booked_end, "no_shows": request.no_shows + 1}
+            "insured": None, "open_until": request.booked_end, "no_shows": request.no_shows + 1}
 
 
 def overdue(request: ServiceRequest, now: datetime, limits: Limits) -> dict[str, Any] | None:
@@ -415,11 +416,14 @@ def posted_event(request: ServiceRequest, need_text: bool = False) -> DomainEven
 
 def accepted_event(request: ServiceRequest) -> DomainEvent:
     # One per acceptance: a need released after a no-show may be accepted again by another.
-    return new_event(ACCEPTED_EVENT, request.id, request.accepted_at or request.created_at, {
-        "category": request.category, "volunteer_id": request.volunteer_id,
-        "volunteer_household_id": request.volunteer_household_id, "start_at": _iso(request.start_at),
-        "duration_minutes": request.duration_minutes, "posted_at": _iso(request.created_at)},
-        discriminator=request.volunteer_id or "")
+    # ``insured``: the record committed with the acceptance, so the insurance queue has nothing to do.
+    data = {"category": request.category, "volunteer_id": request.volunteer_id,
+            "volunteer_household_id": request.volunteer_household_id, "start_at": _iso(request.start_at),
+            "duration_minutes": request.duration_minutes, "posted_at": _iso(request.created_at)}
+    if request.insured:
+        data["insured"] = True
+    return new_event(ACCEPTED_EVENT, request.id, request.accepted_at or request.created_at, data,
+                     discriminator=request.volunteer_id or "")
 
 
 def released_event(before: ServiceRequest, at: datetime) -> DomainEvent:

@@ -14,7 +14,8 @@ class RequestStore(Protocol):
     def get(self, request_id: str) -> ServiceRequest:
         """The request (strongly consistent); NotFound."""
 
-    def find(self, request_id: str) -> ServiceRequest | None: ...
+    def find(self, request_id: str, consistent: bool = True) -> ServiceRequest | None:
+        """None if absent; ``consistent=False`` reads half the units and may lag a write just made."""
 
     def get_many(self, request_ids: list[str]) -> dict[str, ServiceRequest]:
         """Eventually consistent batch read: for lists, not decisions."""

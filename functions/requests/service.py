@@ -80,7 +80,9 @@ class RequestService:
         request_id = derived_id("req", caller.resident_id, idempotency_key)
         fingerprint = content_hash(new.category, new.title, new.description, clock.isoformat(new.start_at),
                                    new.duration_minutes, new.beneficiary_member_id, new.pay_from_resident)
-        existing = self.store.find(request_id)
+        # Eventually consistent: a replay that this read misses meets the request's
+        # attribute_not_exists below and is answered from a consistent read there.
+        existing = self.store.find(request_id, consistent=False)
         if existing is not None:
             return self._replayed(existing, fingerprint)
         payer = resident_account(caller.resident_id) if new.pay_from_resident \
@@ -155,10 +157,12 @@ class RequestService:
     def accept(self, caller: Caller, request_id: str) -> ServiceRequest:
         request = self.store.get(request_id)
         changes = lc.accept(request, caller, self.now())
-        event = accepted_event(replace(request, **changes))
         # Insured the moment it is accepted, in the same transaction: a volunteer at a school gate
-        # never waits for a queue before checking in.
+        # never waits for a queue before checking in. The request and its event say so, so
+        # check-in and the insurance queue need not look the record up.
         insured = self.insurance.record_write(replace(request, **changes))
+        changes["insured"] = True if insured is not None else None
+        event = accepted_event(replace(request, **changes))
         writes = [self.outbox.write(event), *([insured] if insured is not None else [])]
         try:
             accepted = self.store.transition(request, changes, also=writes)
@@ -172,7 +176,8 @@ class RequestService:
         category = self.catalog.get(request.category)
         self._check_evidence_key(request, evidence_key)
         needs_insurance = category.requires_insurance
-        insured = self.insurance.has_record(request_id) if needs_insurance and request.is_volunteer(caller) else True
+        insured = (request.insured or self.insurance.has_record(request_id)
+                   if needs_insurance and request.is_volunteer(caller) else True)
         changes = lc.check_in(request, caller, self.now(), evidence_key, insured, needs_insurance, self.limits)
         self._verify_upload(request, evidence_key)
         return self.store.transition(request, changes)

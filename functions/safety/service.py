@@ -41,6 +41,8 @@ class InsuranceRegister:
     def handle(self, event: DomainEvent) -> InsuranceRecord | None:
         """One event of the ``insurance`` queue; a duplicate has no further effect."""
         if event.type == lc.ACCEPTED_EVENT:
+            if event.data.get("insured") is True:
+                return None  # its record committed with the acceptance: nothing to repair
             return self.record_accepted(event.subject)
         if event.type == lc.CANCELLED_EVENT:
             if not event.data.get("was_accepted") or event.data.get("status") != lc.CANCELLED:

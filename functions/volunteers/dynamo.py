@@ -53,6 +53,8 @@ def profile_body(profile: VolunteerProfile) -> str:
                   "rating_sum": stats.rating_sum, "rating_count": stats.rating_count,
                   "recent": [clock.isoformat(t) for t in stats.recent]},
         "created_at": _iso(profile.created_at), "updated_at": _iso(profile.updated_at),
+        **({"applied": [list(a) for a in profile.applied], "applied_since": _iso(profile.applied_since)}
+           if profile.applied_since is not None else {}),
     }, ensure_ascii=False, separators=(",", ":"))
 
 
@@ -69,7 +71,9 @@ def profile_from(resident_id: str, body: str, version: int) -> VolunteerProfile:
                              failed=stats.get("failed", 0), rating_sum=stats.get("rating_sum", 0),
                              rating_count=stats.get("rating_count", 0),
                              recent=tuple(clock.parse_iso(t) for t in stats.get("recent", ()))),
-        version=version, created_at=_dt(data.get("created_at")), updated_at=_dt(data.get("updated_at")))
+        version=version, created_at=_dt(data.get("created_at")), updated_at=_dt(data.get("updated_at")),
+        applied=tuple((str(d), int(day)) for d, day in data.get("applied", ())),
+        applied_since=_dt(data.get("applied_since")))
 
 
 # --- models ------------------------------------------------------------------------------------
@@ -212,9 +216,9 @@ class DynamoVolunteerStore:
         return new_transaction()
 
     # profiles
-    def get_profile(self, resident_id: str) -> VolunteerProfile | None:
+    def get_profile(self, resident_id: str, consistent: bool = True) -> VolunteerProfile | None:
         try:
-            record = VolunteerItem.get(resident_id, consistent_read=True)
+            record = VolunteerItem.get(resident_id, consistent_read=consistent)
         except VolunteerItem.DoesNotExist:
             return None
         return profile_from(record.resident_id, record.body, int(record.version))
@@ -227,10 +231,20 @@ class DynamoVolunteerStore:
         condition = (VolunteerItem.resident_id.does_not_exist() if previous is None
                      else VolunteerItem.version == previous.version)
         moved = previous is None or previous.building != profile.building
+        added = sorted(after if moved else after - before)
+        if not added and not (before - after) and marker is None:
+            # The profile alone (statistics, most edits): one conditional put, not a transaction.
+            try:
+                VolunteerItem(profile.resident_id, version=profile.version, body=body).save(condition=condition)
+            except PutError as error:
+                if _condition_failed(error):
+                    return SaveResult.CONFLICT
+                raise
+            return SaveResult.SAVED
         try:
             with self._tx() as tx:
                 tx.save(VolunteerItem(profile.resident_id, version=profile.version, body=body), condition=condition)
-                for category in sorted(after if moved else after - before):
+                for category in added:
                     tx.save(VolunteerCategoryItem(category, profile.resident_id, version=profile.version,
                                                   spot=spot_of(profile.resident_id),
                                                   place=place_of(profile.building, profile.resident_id)))

@@ -154,7 +154,9 @@ class Matcher:
         if event.type != lc.POSTED_EVENT:
             raise PoisonMessage(f"matching does not handle {event.type}")
         request_id = event.subject
-        request = self.requests.find(request_id)
+        # The message follows the commit by SQS's latency: an eventually consistent read nearly
+        # always sees it; only a miss pays for a consistent one.
+        request = self.requests.find(request_id, consistent=False) or self.requests.find(request_id)
         if request is None:
             raise PoisonMessage(f"request {request_id} does not exist")
         if request.status != lc.OPEN:

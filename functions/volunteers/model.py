@@ -14,6 +14,7 @@ cancelled of their own accord.
 from __future__ import annotations
 
 import enum
+import hashlib
 import re
 import unicodedata
 from dataclasses import dataclass, field, replace
@@ -29,6 +30,9 @@ MAX_WINDOWS = 7 * 3
 MAX_SKILLS_PER_VOLUNTEER = 10
 LOAD_WINDOW = timedelta(days=7)
 MAX_RECENT = 50                    # recent acceptances kept per volunteer (the load window is a week)
+# How long a statistic's event id is kept in the profile to refuse it a second time: longer than
+# any message can come back (SQS keeps a message 4 days, the dead-letter queue 14, then redrive).
+APPLIED_RETENTION = timedelta(days=21)
 
 _HHMM = re.compile(r"([01]\d|2[0-3]):([0-5]\d)|24:00")
 
@@ -131,6 +135,15 @@ class VolunteerStats:
 
 # --- profiles -----------------------------------------------------------------------------
 
+def applied_digest(marker: str) -> str:
+    """48 bits of the marker: a few hundred per volunteer at most, so a collision is ~1e-10."""
+    return hashlib.sha256(marker.encode()).hexdigest()[:12]
+
+
+def epoch_day(at: datetime) -> int:
+    return int(at.timestamp() // 86400)
+
+
 @dataclass(frozen=True)
 class VolunteerProfile:
     resident_id: str
@@ -146,6 +159,23 @@ class VolunteerProfile:
     version: int = 0                     # 0: not stored yet
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    # Statistics applied to this profile, as (digest of the marker, epoch day applied) for
+    # APPLIED_RETENTION: the write that counts an event and the proof it was counted are one
+    # item under one version condition. ``applied_since``: when the first was kept (markers
+    # of earlier events live in the old marker items).
+    applied: tuple[tuple[str, int], ...] = ()
+    applied_since: datetime | None = None
+
+    def has_applied(self, marker: str) -> bool:
+        digest = applied_digest(marker)
+        return any(d == digest for d, _ in self.applied)
+
+    def with_applied(self, marker: str, now: datetime) -> "VolunteerProfile":
+        today = epoch_day(now)
+        oldest = epoch_day(now - APPLIED_RETENTION)
+        kept = tuple((d, day) for d, day in self.applied if day >= oldest)
+        return replace(self, applied=(*kept, (applied_digest(marker), today)),
+                       applied_since=self.applied_since or now)
 
     @property
     def declared(self) -> bool:

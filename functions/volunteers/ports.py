@@ -10,7 +10,8 @@ from functions.volunteers.model import Match, SaveResult, Skill, VolunteerProfil
 
 
 class VolunteerStore(Protocol):
-    def get_profile(self, resident_id: str) -> VolunteerProfile | None: ...
+    def get_profile(self, resident_id: str, consistent: bool = True) -> VolunteerProfile | None:
+        """``consistent=False`` for a read followed by a version-conditioned write."""
 
     def save_profile(self, profile: VolunteerProfile, previous: VolunteerProfile | None,
                      marker: str | None = None) -> SaveResult:
@@ -19,6 +20,7 @@ class VolunteerStore(Protocol):
         ``previous``'s, and, when given, only if ``marker`` was never written — all at once."""
 
     def has_marker(self, marker: str) -> bool:
+        """(Markers written before profiles kept their applied events: see ``VolunteerProfile.applied``.)"""
         """Whether a ``save_profile(..., marker=...)`` with this marker was applied."""
 
     def candidates(self, category: str, building: str | None = None, turn: str = "") -> list[VolunteerProfile]:
@@ -54,7 +56,7 @@ class MatchStore(Protocol):
 
 
 class RequestSource(Protocol):
-    def find(self, request_id: str) -> ServiceRequest | None: ...
+    def find(self, request_id: str, consistent: bool = True) -> ServiceRequest | None: ...
 
 
 class CandidateSource(Protocol):

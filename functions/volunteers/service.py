@@ -71,44 +71,69 @@ class VolunteerService:
         return tuple(sorted(set(categories)))
 
     def _save(self, resident_id: str, change: Callable[[VolunteerProfile], VolunteerProfile],
-              marker: str | None = None) -> VolunteerProfile | None:
+              marker: str | None = None, marker_at: datetime | None = None,
+              first: VolunteerProfile | None = None) -> VolunteerProfile | None:
         """Read, change, write under the version condition; retried when someone else wrote in
-        between. Returns None when ``marker`` shows the change was applied before."""
-        for _ in range(_SAVE_RETRIES):
-            previous = self.store.get_profile(resident_id)
+        between. With ``marker`` (a statistic of one event) the profile itself records it, so
+        a second application of the event is refused by what the same item says: returns None
+        then. The first read may be eventually consistent (or ``first``, read by the caller):
+        a stale one fails the version condition, and every retry reads consistently."""
+        previous, consistent = first, False
+        for attempt in range(_SAVE_RETRIES):
+            if attempt or previous is None:
+                previous = self.store.get_profile(resident_id, consistent=consistent)
+            consistent = True
+            if marker is not None and self._applied(previous, marker, marker_at):
+                return None
             now = self.now()
             base = previous or VolunteerProfile(resident_id=resident_id, created_at=now)
+            # From its first save by this code a profile keeps the events it counts: only events
+            # from before ``applied_since`` can have a marker item of the old kind.
             updated = replace(change(base), version=base.version + 1, updated_at=now,
-                              created_at=base.created_at or now)
-            result = self.store.save_profile(updated, previous, marker)
+                              created_at=base.created_at or now, applied_since=base.applied_since or now)
+            if marker is not None:
+                updated = updated.with_applied(marker, now)
+            result = self.store.save_profile(updated, previous)
             if result is SaveResult.SAVED:
                 return updated
             if result is SaveResult.ALREADY_COUNTED:
                 return None
         raise Conflict("志愿者信息正在被修改，请重试")
 
+    def _applied(self, profile: VolunteerProfile | None, marker: str, at: datetime | None) -> bool:
+        if profile is None:
+            return False
+        if profile.has_applied(marker):
+            return True
+        # An event from before the profile kept its own (the upgrade): its marker item, if any.
+        if profile.applied_since is None or at is None or at < profile.applied_since:
+            return self.store.has_marker(marker)
+        return False
+
     # --- statistics, from the request lifecycle's events ---------------------------------------
-    def record_accepted(self, request_id: str, volunteer_id: str, accepted_at: datetime) -> bool:
+    def record_accepted(self, request_id: str, volunteer_id: str, accepted_at: datetime,
+                        first: VolunteerProfile | None = None) -> bool:
         """Count an acceptance (and the volunteer's recent load). Idempotent per request."""
         # Per volunteer: a need released after a no-show is accepted again by someone else.
         saved = self._save(volunteer_id, lambda p: replace(p, stats=p.stats.with_accepted(accepted_at, self.now())),
-                           marker=f"accepted#{request_id}#{volunteer_id}")
+                           marker=f"accepted#{request_id}#{volunteer_id}", marker_at=accepted_at, first=first)
         return saved is not None
 
     def record_outcome(self, request_id: str, volunteer_id: str, accepted_at: datetime,
-                       completed: bool | None, rating: int | None) -> bool:
+                       completed: bool | None, rating: int | None, at: datetime | None = None) -> bool:
         """Count how an accepted request ended: completed, failed, or ``None`` when the requester
         withdrew of their own accord (which says nothing about the volunteer). Idempotent per
         request; counts the acceptance too if its event has not arrived (events may come out of
-        order)."""
-        # Reading the marker first spares most outcomes a failed transaction.
-        if not self.store.has_marker(f"accepted#{request_id}#{volunteer_id}"):
-            self.record_accepted(request_id, volunteer_id, accepted_at)
+        order). ``at``: when the outcome happened (the event's time)."""
+        profile = self.store.get_profile(volunteer_id, consistent=False)
+        if not self._applied(profile, f"accepted#{request_id}#{volunteer_id}", accepted_at):
+            self.record_accepted(request_id, volunteer_id, accepted_at, first=profile)
+            profile = None
         if completed is None:
             return False
         saved = self._save(volunteer_id,
                            lambda p: replace(p, stats=p.stats.with_outcome(completed, rating if completed else None)),
-                           marker=f"outcome#{request_id}#{volunteer_id}")
+                           marker=f"outcome#{request_id}#{volunteer_id}", marker_at=at or accepted_at, first=profile)
         return saved is not None
 
     def record(self, event: DomainEvent) -> bool:
@@ -123,12 +148,12 @@ class VolunteerService:
         if event.type == SETTLED_EVENT:
             rating = data.get("rating")
             return self.record_outcome(event.subject, volunteer_id, accepted_at, True,
-                                       rating if isinstance(rating, int) else None)
+                                       rating if isinstance(rating, int) else None, at=event.occurred_at)
         if event.type == CANCELLED_EVENT:
             completed = None if data.get("by_requester") else False
-            return self.record_outcome(event.subject, volunteer_id, accepted_at, completed, None)
+            return self.record_outcome(event.subject, volunteer_id, accepted_at, completed, None, at=event.occurred_at)
         if event.type == RELEASED_EVENT:  # accepted, never came
-            return self.record_outcome(event.subject, volunteer_id, accepted_at, False, None)
+            return self.record_outcome(event.subject, volunteer_id, accepted_at, False, None, at=event.occurred_at)
         raise PoisonMessage(f"volunteer statistics do not handle {event.type}")
 
     # --- suggestions -----------------------------------------------------------------------------

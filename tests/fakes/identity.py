@@ -56,7 +56,7 @@ class InMemoryIdentityStore:
             self.households[household.id] = household
         return household_id
 
-    def get_resident(self, household_id: str, resident_id: str) -> Resident | None:
+    def get_resident(self, household_id: str, resident_id: str, consistent: bool = True) -> Resident | None:
         member = self.members.get((household_id, resident_id))
         return member if isinstance(member, Resident) else None
 
@@ -66,7 +66,7 @@ class InMemoryIdentityStore:
                 return member
         return None
 
-    def get_member(self, household_id: str, member_id: str) -> Member | None:
+    def get_member(self, household_id: str, member_id: str, consistent: bool = True) -> Member | None:
         return self.members.get((household_id, member_id))
 
     def find_by_phone_hash(self, phone_hash: str) -> list[Resident]:
@@ -155,7 +155,7 @@ class InMemoryIdentityStore:
         more = start + limit < len(matching)
         return page, ({"after": page[-1].id} if more and page else None)
 
-    def get_household(self, household_id: str) -> Household | None:
+    def get_household(self, household_id: str, consistent: bool = True) -> Household | None:
         return self.households.get(household_id)
 
     def status_writes(self, resident: Resident, expected_status: str | None,

@@ -6,7 +6,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Iterable
 
-from functions.notifications.model import SENDING, Consent, Delivery
+from functions.notifications.model import UNFINISHED, Consent, Delivery
 
 
 class InMemoryConsentStore:
@@ -60,7 +60,7 @@ class InMemoryDeliveryStore:
         self.items[key] = replace(self.items[key], status=status, errcode=errcode)
 
     def release(self, key: str) -> None:
-        if key in self.items and self.items[key].status == SENDING:
+        if key in self.items and self.items[key].status in UNFINISHED:
             del self.items[key]
 
     def claimed(self, keys: Iterable[str]) -> set[str]:

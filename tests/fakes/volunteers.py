@@ -16,7 +16,7 @@ class InMemoryVolunteerStore:
         self.skills: dict[str, Skill] = {}
         self.matches: dict[tuple[str, str], Match] = {}
 
-    def get_profile(self, resident_id: str) -> VolunteerProfile | None:
+    def get_profile(self, resident_id: str, consistent: bool = True) -> VolunteerProfile | None:
         return self.profiles.get(resident_id)
 
     def has_marker(self, marker: str) -> bool:

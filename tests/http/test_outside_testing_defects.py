@@ -341,8 +341,11 @@ def test_an_accepted_service_nobody_checks_in_to_is_released_or_cancelled(world,
         assert result["released"] == 1
         assert (stored["status"], stored["volunteer_id"], stored["no_shows"]) == ("open", None, 1)
         assert balances(world)["pending"] == stored["credits_held"]  # still held for the next volunteer
+        # The released need no longer says it is insured: the next acceptance brings its own record.
+        assert bootstrap.request_store().get(request["id"]).insured is None
         other, _ = verified_resident(world["client"], "d-other", building="6", unit="1", room="601")
         assert act(world, request["id"], "accept", other).status_code == 200  # open to others until its end
+        assert bootstrap.request_store().get(request["id"]).insured is True
     else:
         assert result["cancelled"] == 1 and stored["status"] == "cancelled" and balances(world)["pending"] == 0
     drain(world["app"], "insurance")

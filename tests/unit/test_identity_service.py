@@ -505,3 +505,20 @@ def test_import_refuses_more_residents_in_one_flat_than_one_transaction_holds(se
         service.import_residents("admin", rows)
     assert [r["row"] for r in error.value.details["rows"]] == [MAX_PER_FLAT + 2, MAX_PER_FLAT + 3]
     assert store.members == {}
+
+
+def test_a_households_building_is_read_once_per_warm_function_and_a_miss_is_not_kept(service, store):
+    resident = register(service, "alice", building="3幢", unit="1单元", room="502室")
+    reads = []
+    real = store.get_household
+
+    def counted(household_id, consistent=True):
+        reads.append((household_id, consistent))
+        return real(household_id, consistent)
+
+    store.get_household = counted
+    assert service.building_of(resident.household_id) == "3"
+    assert service.building_of(resident.household_id) == "3"
+    assert reads == [(resident.household_id, False)]   # one eventually consistent read, then kept
+    assert service.building_of("hh_unknown") is None and service.building_of("hh_unknown") is None
+    assert len(reads) == 3                             # nothing kept of a household not found

@@ -31,7 +31,7 @@ class Requests:
     def __init__(self, *requests):
         self.items = {r.id: r for r in requests}
 
-    def find(self, request_id):
+    def find(self, request_id, consistent=True):
         return self.items.get(request_id)
 
 
@@ -174,3 +174,16 @@ def test_poison_messages(world, message):
     matcher, *_ = world
     with pytest.raises(PoisonMessage):
         matcher.handle(parse_event(message))
+
+
+def test_an_eventually_consistent_miss_is_read_again_consistently(world):
+    matcher, _, _, notifier, requests = world
+    reads = []
+
+    def lagging(request_id, consistent=True):
+        reads.append(consistent)
+        return requests.items.get(request_id) if consistent else None
+
+    requests.find = lagging
+    assert matcher.handle(POSTED).outcome == "matched" and len(notifier.sent) == 3
+    assert reads == [False, True]

@@ -134,7 +134,7 @@ def test_a_concurrent_write_is_retried_on_top_of_the_latest_version(store):
     real_get = store.get_profile
     raced = {"done": False}
 
-    def stale_then_real(resident_id):
+    def stale_then_real(resident_id, consistent=True):
         seen = real_get(resident_id)
         if not raced["done"]:
             raced["done"] = True
@@ -278,3 +278,33 @@ def test_recent_load_forgets_services_older_than_a_week():
         stats = stats.with_accepted(NOW - timedelta(days=days), NOW)
     assert stats.accepted == 3 and stats.load(NOW) == 2 and len(stats.recent) == 2
     assert stats.load(NOW + timedelta(days=5)) == 1   # the 6-day-old one has aged out
+
+
+def test_a_statistic_is_refused_a_second_time_by_the_profile_itself_and_old_ids_age_out(service, store):
+    from functions.volunteers.model import APPLIED_RETENTION
+
+    assert service.record_accepted("req_1", "res_v", NOW)
+    assert not service.record_accepted("req_1", "res_v", NOW)          # the same event again
+    profile = store.get_profile("res_v")
+    assert profile.stats.accepted == 1 and profile.has_applied("accepted#req_1#res_v")
+    assert store.markers == set()                                      # no marker item written
+    later = VolunteerService(store, Places(), category_ids=lambda: CATEGORIES, requests=None,
+                             now=lambda: NOW + APPLIED_RETENTION + timedelta(days=1))
+    assert later.record_accepted("req_2", "res_v", NOW + APPLIED_RETENTION + timedelta(days=1))
+    from functions.volunteers.model import applied_digest
+
+    # req_1's id aged out (no message can come back after that long); only req_2's is kept.
+    assert [d for d, _ in store.get_profile("res_v").applied] == [applied_digest("accepted#req_2#res_v")]
+
+
+def test_an_event_counted_before_the_profile_kept_its_own_is_refused_by_its_old_marker(service, store):
+    from functions.volunteers.model import VolunteerProfile
+
+    # Written before the upgrade: statistics with a marker item, no applied list in the profile.
+    old = VolunteerProfile(resident_id="res_v", stats=VolunteerStats(accepted=1), version=1, created_at=NOW)
+    store.save_profile(old, None, marker="accepted#req_old#res_v")
+    assert not service.record_accepted("req_old", "res_v", NOW - timedelta(days=1))
+    assert service.record_accepted("req_new", "res_v", NOW)
+    # Once the profile keeps its own, an old event (before ``applied_since``) still asks the marker.
+    assert not service.record_accepted("req_old", "res_v", NOW - timedelta(days=1))
+    assert store.get_profile("res_v").stats.accepted == 2

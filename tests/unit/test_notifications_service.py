@@ -8,10 +8,8 @@ import pytest
 from functions.core.clock import CHINA_TZ
 from functions.core.errors import ValidationError
 from tests.fakes.notifications import InMemoryConsentStore, InMemoryDeliveryStore
-from functions.notifications.model import SendResult, SendStatus
-from functions.notifications.service import (
-    FAILED, REFUSED, SENT, SKIPPED, DeliveryOutcome, NotificationService,
-)
+from functions.notifications.model import CLAIMED, FAILED, REFUSED, SKIPPED, SendResult, SendStatus
+from functions.notifications.service import DeliveryOutcome, NotificationService
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=CHINA_TZ)
 
@@ -62,6 +60,16 @@ def test_one_consent_one_message():
     assert len(notifier.calls) == 1 and available(service) == 0
 
 
+def test_a_sent_message_keeps_its_claim_as_the_record_and_writes_nothing_more():
+    service, _, deliveries, _ = build()
+    service.record_consent("openid-v", "match", accepted=True)
+    finished = []
+    deliveries.finish = lambda *args: finished.append(args)  # type: ignore[method-assign]
+    assert deliver(service) is DeliveryOutcome.SENT
+    assert deliveries.items["match#req_1#res_v"].status == CLAIMED and finished == []
+    assert deliver(service) is DeliveryOutcome.DUPLICATE
+
+
 def test_consents_are_per_template_and_refusals_add_nothing():
     service, _, _, _ = build()
     service.record_consent("openid-v", "reminder", accepted=True)
@@ -106,7 +114,7 @@ def test_a_transient_failure_releases_the_claim_and_the_consent_so_a_retry_sends
     assert deliver(service) is DeliveryOutcome.RETRY
     assert "match#req_1#res_v" not in deliveries.items and available(service) == 1
     assert deliver(service) is DeliveryOutcome.SENT
-    assert deliveries.items["match#req_1#res_v"].status == SENT
+    assert deliveries.items["match#req_1#res_v"].status == CLAIMED
     assert len(notifier.calls) == 2 and available(service) == 0
 
 

@@ -268,3 +268,21 @@ def test_consumer_reports_an_all_poison_batch_without_raising():
     register, _ = register_with()
     result = handle_insurance_batch(event, register=register)
     assert [f["itemIdentifier"] for f in result["batchItemFailures"]] == [event["Records"][0]["messageId"]]
+
+
+def test_an_accepted_event_whose_record_committed_with_the_acceptance_costs_the_queue_nothing():
+    from functions.core.events import new_event
+
+    class NoReads(FakeRequests):
+        def get(self, request_id):
+            raise AssertionError("the request was read")
+
+    store = InMemoryInsuranceRecordStore()
+    register = InsuranceRegister(store, NoReads(), lambda c: c, POLICY, now=lambda: NOW)
+    insured = lc.accepted_event(replace(service_request("req_i"), insured=True))
+    assert insured.data["insured"] is True
+    assert register.handle(insured) is None and store.writes == 0
+    # Without the flag (no policy at the accept, or an older event) the queue still repairs it.
+    register.requests = FakeRequests(service_request("req_i"))
+    assert "insured" not in lc.accepted_event(service_request("req_i")).data
+    assert register.handle(new_event(lc.ACCEPTED_EVENT, "req_i", NOW, {})).request_id == "req_i"
