@@ -53,6 +53,7 @@ def merge(seed: int, scale: float, processes: int, elapsed: float, shards: list[
             total.add(figures)
     counts_ok = total.http > 0 and total.tally.total_calls > 0 and total.batches > 0 and total.schedule_runs > 0
     return {
+        "declared": shards[0]["declared"],
         "run": {"seed": seed, "scale": scale, "processes": processes, "seconds": round(elapsed, 1), "steps": steps,
                 "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")},
         "planned": {k: sum(s["planned"][k] for s in shards) for k in ("orders", "events", "residents")},
