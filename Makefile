@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 COMMUNITY ?= demo
 
-.PHONY: run test bench soak package deploy destroy ledger-check import-residents vendor-echarts clean
+.PHONY: run test bench soak simulate package deploy destroy ledger-check import-residents vendor-echarts clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ bench: $(STAMP)
 ## make run under a day of traffic, with and without the moto compat layer: make soak [ORDERS=2000]
 soak: $(STAMP)
 	$(PY) -m bench soak $(if $(ORDERS),--orders $(ORDERS),)
+
+## Ten simulated months of the pilot community through the real handlers on moto: make simulate [SCALE=1.0] [SEED=1] [PROCESSES=2]
+simulate: $(STAMP)
+	$(PY) -m sim $(if $(SCALE),--scale $(SCALE),) $(if $(SEED),--seed $(SEED),) $(if $(PROCESSES),--processes $(PROCESSES),)
 
 ## Build the deployable artefacts: make package COMMUNITY=demo (or COMMUNITY="demo fuyuan", or all)
 package: $(STAMP)
