@@ -258,6 +258,7 @@ def _unprocessed_writes(parsed: dict[str, Any]) -> int:
 class DynamoDBCounter:
     def __init__(self, billing: bool = True, create_client: Any = None) -> None:
         self._lock = threading.Lock()
+        self._hooks: list[tuple[Any, str, Any]] = []
         self.tally = Tally()
         self.transaction_sizes: list[int] = []   # items of every TransactWriteItems, in order
         self.billing = billing
@@ -424,9 +425,20 @@ class DynamoDBCounter:
             client.meta.events.register_first("before-parameter-build.dynamodb", remember_client)
             client.meta.events.register("before-parameter-build.dynamodb", self._remember_params)
             client.meta.events.register("after-call.dynamodb", self._count)
+            self._hooks.extend([(client, "before-parameter-build.dynamodb", remember_client),
+                                (client, "before-parameter-build.dynamodb", self._remember_params),
+                                (client, "after-call.dynamodb", self._count)])
         elif service in OTHER_COUNTED_SERVICES:
             client.meta.events.register(f"after-call.{service}", self._count_other)
+            self._hooks.append((client, f"after-call.{service}", self._count_other))
         return client
+
+    def detach_all(self) -> None:
+        """Unhook every client this counter attached: PynamoDB caches its clients across tests,
+        and a hooked one would go on counting (and reading item images) after the block."""
+        for client, event, handler in self._hooks:
+            client.meta.events.unregister(event, handler)
+        self._hooks.clear()
 
 
 def logical_table(name: str) -> str:
@@ -455,6 +467,7 @@ def counting_dynamodb(billing: bool = True) -> Iterator[DynamoDBCounter]:
         yield counter
     finally:
         botocore.session.Session.create_client = original  # type: ignore[method-assign]
+        counter.detach_all()
 
 
 def forget_cached_clients() -> None:
